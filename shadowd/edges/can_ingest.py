@@ -1,0 +1,521 @@
+"""CAN ingest: raw frames -> decoded topic frames (vehicle, perception, can_raw).
+
+Owns: reading CAN logs (candump -L fast path in numpy; asc/blf/trc/... through python-can's
+LogReader), mapping frames to the platform's buses by channel, decoding with the platform's
+DBCs (cantools, strict=False, compiled to numpy by ``dbc_decode``), and resampling onto the
+topic grids. Two APIs over one implementation, so the daemon and replay decode identically:
+
+* streaming: ``CanIngest(platform).feed(msg)`` / ``feed_many(msgs)`` / ``feed_arrays(...)``
+  return ``{topic: frames}`` ready to write into the rings;
+* whole file: ``decode_can_log(path, platform) -> (dict[topic, frames], IngestStats)``.
+
+Resampling choice (docs/platforms.md): ``vehicle`` frames are emitted on a fixed grid of
+``vehicle_hz`` (tick times are integer multiples of the period in the log's clock) by
+zero-order hold of the latest decoded value at or before the tick. A tick is emitted only once
+a frame *after* it has been seen, so a later frame can never change an emitted tick, and the
+output does not depend on how the input was chunked. Ticks start once every mapped float
+signal has been seen (integers/flags start at their declared default). ``perception`` is
+emitted on a ``perception_hz`` grid from the radar tracks: the nearest valid, fresh track
+within the lane half-width is the lead. ``can_raw`` carries every accepted frame.
+
+Bad input never stops ingest: frames with an unknown channel or id, a payload shorter than
+the DBC length, an error flag, or a timestamp older than the newest seen are counted in
+``IngestStats`` (and, except for unknown ids/channels, dropped); gaps longer than ``gap_s``
+on a bus are counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from ..core.platform import Platform
+from ..core.signals import CAN_DATA_BYTES, CAN_RAW_DTYPE, PERCEPTION, RAW_TOPIC, VEHICLE
+from ..errors import DecodeError
+from .dbc_decode import CompiledDbc
+from .platforms import dbc_path
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_BUS = 255
+_FLAG_EXTENDED, _FLAG_FD, _FLAG_ERROR = 1, 2, 4
+
+
+@dataclass
+class IngestStats:
+    """Counters of everything ingest saw; never reset by ingest itself."""
+
+    frames_total: int = 0
+    frames_decoded: int = 0  # frames of a mapped message that were decoded
+    unknown_channel: int = 0
+    unknown_id: int = 0  # id not in the bus's DBC (kept in can_raw)
+    wrong_length: int = 0  # payload shorter than the DBC length (dropped) or longer (decoded)
+    error_frames: int = 0
+    out_of_order: int = 0  # older than the newest frame seen (dropped)
+    gaps: int = 0  # silences longer than gap_s on a bus
+    malformed_lines: int = 0  # unparsable log lines
+    vehicle_frames: int = 0
+    perception_frames: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@lru_cache(maxsize=16)
+def _load_dbc(path: str) -> CompiledDbc:
+    import cantools
+
+    try:
+        return CompiledDbc(cantools.database.load_file(path, strict=False))
+    except Exception as err:  # noqa: BLE001
+        raise DecodeError(f"cannot load DBC {path}: {err}; check the profile's 'dbc' entry") from err
+
+
+@dataclass
+class _Route:
+    """One mapped message on one bus: which canonical signals it feeds."""
+
+    bus: int
+    msg: object  # CompiledMessage
+    mappings: list = field(default_factory=list)
+
+
+class _Grid:
+    """Tick bookkeeping for one resampled topic."""
+
+    def __init__(self, rate_hz: float):
+        self.period_ns = int(round(1e9 / rate_hz))
+        self.next_tick: int | None = None
+
+    def ticks_before(self, t_end_ns: int, start_ns: int) -> np.ndarray:
+        """Ticks t with max(next_tick, start) <= t < t_end_ns; advances next_tick."""
+        p = self.period_ns
+        first = -(-start_ns // p) * p
+        if self.next_tick is not None:
+            first = max(first, self.next_tick)
+        if first >= t_end_ns:
+            return np.empty(0, np.int64)
+        ticks = np.arange(first, t_end_ns, p, dtype=np.int64)
+        self.next_tick = int(ticks[-1]) + p
+        return ticks
+
+
+class CanIngest:
+    """Streaming decoder for one platform. Not thread-safe: one feeder at a time."""
+
+    def __init__(self, platform: Platform, *, emit_raw: bool = True, gap_s: float = 0.5):
+        self.platform = platform
+        self.emit_raw = emit_raw
+        self.gap_ns = int(gap_s * 1e9)
+        self.stats = IngestStats()
+        self._channels = {b.channel: i for i, b in enumerate(platform.buses)}
+        self._dbcs = [_load_dbc(str(dbc_path(b.dbc))) for b in platform.buses]
+        self._bus_index = {b.name: i for i, b in enumerate(platform.buses)}
+        self._routes: dict[tuple[int, int], _Route] = {}
+        for m in platform.signals.values():
+            bus = self._bus_index[m.bus]
+            try:
+                msg = self._dbcs[bus].by_name[m.message]
+            except KeyError:
+                raise DecodeError(
+                    f"{platform.source}: signals.{m.name}: message {m.message!r} is not in {platform.bus(m.bus).dbc}; "
+                    f"fix the mapping") from None
+            missing = [s for s in m.sources if s not in {x.name for x in msg.message.signals}]
+            if missing:
+                raise DecodeError(f"{platform.source}: signals.{m.name}: {m.message} has no signal {missing[0]!r}; "
+                                  f"it has {[s.name for s in msg.message.signals]}")
+            self._routes.setdefault((bus, msg.frame_id), _Route(bus, msg)).mappings.append(m)
+        self._veh_names = [n for n in VEHICLE.dtype.names[1:]]
+        self._veh_dtype = VEHICLE.dtype
+        # latest canonical values (NaN = not seen yet for floats; ints start at their default)
+        self._state = {}
+        for s in VEHICLE.signals:
+            m = platform.signals.get(s.name)
+            self._state[s.name] = (m.default if m is not None else (np.nan if s.dtype == "<f4" else 0.0))
+        self._need_seen = {n for n, m in platform.signals.items() if VEHICLE.signal(n).dtype == "<f4"}
+        self._veh_start_ns: int | None = None if self._need_seen else 0
+        self._veh_grid = _Grid(platform.topic_rates_hz["vehicle"])
+        self._per_grid = _Grid(platform.topic_rates_hz["perception"])
+        self._newest_ns: int | None = None
+        self._bus_last_ns = [None] * len(platform.buses)
+        self._perc = platform.perception
+        self._perc_start_ns: int | None = None
+        if self._perc is not None:
+            pbus = self._bus_index[self._perc.bus]
+            self._perc_bus = pbus
+            self._perc_ids = []
+            for name in self._perc.messages:
+                try:
+                    self._perc_ids.append(self._dbcs[pbus].by_name[name].frame_id)
+                except KeyError:
+                    raise DecodeError(f"{platform.source}: perception.messages: {name!r} is not in "
+                                      f"{platform.bus(self._perc.bus).dbc}") from None
+            k = len(self._perc_ids)
+            # per track: last update time, distance, lateral (canonical sign), rel speed, valid
+            self._tracks = np.full((5, k), np.nan)
+
+    # -- public streaming API --------------------------------------------------------------
+    def feed(self, msg) -> dict[str, np.ndarray]:
+        """Feed one ``can.Message``; returns the topic frames it completed (often none)."""
+        return self.feed_many((msg,))
+
+    def feed_many(self, msgs: Iterable) -> dict[str, np.ndarray]:
+        """Feed ``can.Message`` objects (timestamps in seconds of the log's monotonic clock)."""
+        msgs = list(msgs)
+        n = len(msgs)
+        t_ns = np.empty(n, np.int64)
+        bus = np.empty(n, np.uint8)
+        ids = np.empty(n, np.uint32)
+        dlc = np.empty(n, np.uint8)
+        flags = np.zeros(n, np.uint16)
+        data = np.zeros((n, CAN_DATA_BYTES), np.uint8)
+        for i, m in enumerate(msgs):
+            t_ns[i] = int(round(m.timestamp * 1e9))
+            bus[i] = self._channels.get(str(m.channel), UNKNOWN_BUS)
+            ids[i] = m.arbitration_id
+            payload = bytes(m.data)[:CAN_DATA_BYTES]
+            dlc[i] = len(payload)
+            data[i, : len(payload)] = np.frombuffer(payload, np.uint8)
+            flags[i] = (_FLAG_EXTENDED if m.is_extended_id else 0) | (_FLAG_FD if m.is_fd else 0) | (
+                _FLAG_ERROR if m.is_error_frame else 0)
+        return self.feed_arrays(t_ns, bus, ids, dlc, data, flags)
+
+    def channel_bus(self, channel: str) -> int:
+        """Bus index of a channel name (UNKNOWN_BUS when the profile has no such channel)."""
+        return self._channels.get(channel, UNKNOWN_BUS)
+
+    def feed_arrays(self, t_ns, bus, can_id, dlc, data, flags=None) -> dict[str, np.ndarray]:
+        """Feed frames as columns (the fast path). ``data`` is (N, <=64) uint8.
+
+        Returns ``{"vehicle": ..., "perception": ..., "can_raw": ...}`` with the frames this
+        chunk completed (arrays may be empty).
+        """
+        t_ns = np.asarray(t_ns, np.int64)
+        n = len(t_ns)
+        bus = np.asarray(bus, np.uint8)
+        can_id = np.asarray(can_id, np.uint32)
+        dlc = np.asarray(dlc, np.uint8)
+        flags = np.zeros(n, np.uint16) if flags is None else np.asarray(flags, np.uint16)
+        data = np.asarray(data, np.uint8)
+        st = self.stats
+        st.frames_total += n
+        out = {"vehicle": np.empty(0, self._veh_dtype), "perception": np.empty(0, PERCEPTION.dtype),
+               RAW_TOPIC: np.empty(0, CAN_RAW_DTYPE)}
+        if n == 0:
+            return out
+        # out-of-order: anything older than the newest frame seen so far is dropped
+        prev = self._newest_ns if self._newest_ns is not None else np.iinfo(np.int64).min
+        running = np.maximum.accumulate(np.concatenate(([prev], t_ns)))[:-1]
+        keep = t_ns >= running
+        err = (flags & _FLAG_ERROR) != 0
+        st.out_of_order += int((~keep).sum())
+        st.error_frames += int((err & keep).sum())
+        keep &= ~err
+        unknown_ch = bus == UNKNOWN_BUS
+        st.unknown_channel += int((unknown_ch & keep).sum())
+        if not keep.all():
+            t_ns, bus, can_id, dlc, flags, data = (a[keep] for a in (t_ns, bus, can_id, dlc, flags, data))
+            unknown_ch = unknown_ch[keep]
+        if len(t_ns) == 0:
+            return out
+        self._newest_ns = int(t_ns[-1])
+        self._count_gaps(t_ns, bus)
+        if self.emit_raw:
+            raw = np.zeros(len(t_ns), CAN_RAW_DTYPE)
+            raw["t_ns"], raw["bus"], raw["dlc"], raw["flags"], raw["can_id"] = t_ns, bus, dlc, flags, can_id
+            raw["data"][:, : data.shape[1]] = data[:, :CAN_DATA_BYTES]
+            out[RAW_TOPIC] = raw
+        self._count_unknown_ids(bus[~unknown_ch], can_id[~unknown_ch])
+        updates = self._decode_vehicle(t_ns, bus, can_id, dlc, data)
+        out["vehicle"] = self._emit_vehicle(updates, self._newest_ns)
+        if self._perc is not None:
+            out["perception"] = self._emit_perception(t_ns, bus, can_id, dlc, data, self._newest_ns)
+        return out
+
+    def flush(self) -> dict[str, np.ndarray]:
+        """Emit the ticks at the newest frame's time itself (end of a log)."""
+        if self._newest_ns is None:
+            return {}
+        end = self._newest_ns + 1
+        out = {"vehicle": self._emit_vehicle({}, end)}
+        if self._perc is not None:
+            empty = np.empty(0, np.int64)
+            out["perception"] = self._emit_perception(empty, empty.astype(np.uint8), empty.astype(np.uint32),
+                                                      empty.astype(np.uint8), np.zeros((0, 8), np.uint8), end)
+        return out
+
+    # -- internals -------------------------------------------------------------------------
+    def _count_gaps(self, t_ns, bus) -> None:
+        for b in np.unique(bus):
+            if b == UNKNOWN_BUS:
+                continue
+            tb = t_ns[bus == b]
+            last = self._bus_last_ns[b]
+            if last is not None:
+                tb = np.concatenate(([last], tb))
+            self.stats.gaps += int((np.diff(tb) > self.gap_ns).sum())
+            self._bus_last_ns[b] = int(tb[-1])
+
+    def _count_unknown_ids(self, bus, can_id) -> None:
+        if len(bus) == 0:
+            return
+        key = bus.astype(np.int64) << 32 | can_id.astype(np.int64)
+        uniq, counts = np.unique(key, return_counts=True)
+        for k, c in zip(uniq.tolist(), counts.tolist()):
+            if (k & 0xFFFFFFFF) not in self._dbcs[k >> 32].by_id:
+                self.stats.unknown_id += c
+
+    def _rows(self, bus, can_id, dlc, b, msg) -> np.ndarray:
+        sel = np.flatnonzero((bus == b) & (can_id == msg.frame_id))
+        if len(sel) == 0:
+            return sel
+        short = dlc[sel] < msg.length
+        long_ = dlc[sel] > msg.length
+        self.stats.wrong_length += int(short.sum() + long_.sum())
+        return sel[~short]
+
+    def _decode_vehicle(self, t_ns, bus, can_id, dlc, data) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        updates = {}
+        for (b, _fid), route in self._routes.items():
+            sel = self._rows(bus, can_id, dlc, b, route.msg)
+            if len(sel) == 0:
+                continue
+            names = sorted({s for m in route.mappings for s in m.sources})
+            phys = route.msg.decode(data[sel], names)
+            self.stats.frames_decoded += len(sel)
+            for m in route.mappings:
+                vals = m.apply([phys[s] for s in m.sources])
+                if m.values is not None:
+                    keys = np.array([k for k, _ in m.values], np.float64)
+                    codes = np.array([v for _, v in m.values], np.float64)
+                    pos = np.clip(np.searchsorted(keys, vals), 0, len(keys) - 1)
+                    vals = np.where(keys[pos] == vals, codes[pos], m.default)
+                ok = ~np.isnan(vals)
+                updates[m.name] = (t_ns[sel][ok], vals[ok])
+        return updates
+
+    def _emit_vehicle(self, updates, t_end_ns: int) -> np.ndarray:
+        if self._veh_start_ns is None:
+            # start once every mapped float signal has a value: the first tick after all seen
+            firsts = []
+            for name in self._need_seen:
+                if not np.isnan(self._state[name]):
+                    continue
+                u = updates.get(name)
+                if u is None or len(u[0]) == 0:
+                    firsts = None
+                    break
+                firsts.append(int(u[0][0]))
+            if firsts is None:
+                self._apply_state(updates)
+                return np.empty(0, self._veh_dtype)
+            self._veh_start_ns = max(firsts) if firsts else 0
+        ticks = self._veh_grid.ticks_before(t_end_ns, self._veh_start_ns)
+        frames = np.zeros(len(ticks), self._veh_dtype)
+        frames["t_ns"] = ticks
+        for name in self._veh_names:
+            prev = self._state[name]
+            u = updates.get(name)
+            if u is None or len(u[0]) == 0:
+                frames[name] = prev
+                continue
+            idx = np.searchsorted(u[0], ticks, side="right") - 1
+            frames[name] = np.where(idx >= 0, u[1][np.maximum(idx, 0)], prev)
+        self._apply_state(updates)
+        self.stats.vehicle_frames += len(frames)
+        return frames
+
+    def _apply_state(self, updates) -> None:
+        for name, (_t, v) in updates.items():
+            if len(v):
+                self._state[name] = float(v[-1])
+
+    def _emit_perception(self, t_ns, bus, can_id, dlc, data, t_end_ns: int) -> np.ndarray:
+        p = self._perc
+        k = len(self._perc_ids)
+        per_track = []
+        for i, fid in enumerate(self._perc_ids):
+            msg = self._dbcs[self._perc_bus].by_id[fid]
+            sel = self._rows(bus, can_id, dlc, self._perc_bus, msg)
+            if len(sel) == 0:
+                per_track.append(None)
+                continue
+            phys = msg.decode(data[sel], [p.distance, p.lateral, p.rel_speed, p.valid])
+            self.stats.frames_decoded += len(sel)
+            per_track.append((t_ns[sel], phys))
+            if self._perc_start_ns is None or t_ns[sel][0] < self._perc_start_ns:
+                if self._perc_start_ns is None:
+                    self._perc_start_ns = int(t_ns[sel][0])
+        if self._perc_start_ns is None:
+            return np.empty(0, PERCEPTION.dtype)
+        ticks = self._per_grid.ticks_before(t_end_ns, self._perc_start_ns)
+        nt = len(ticks)
+        cols = np.empty((5, nt, k))
+        cols[:] = self._tracks[:, None, :]
+        for i, tr in enumerate(per_track):
+            if tr is None:
+                continue
+            tt, phys = tr
+            idx = np.searchsorted(tt, ticks, side="right") - 1
+            has = idx >= 0
+            j = np.maximum(idx, 0)
+            cols[0, has, i] = tt[j][has]
+            cols[1, has, i] = phys[p.distance][j][has]
+            cols[2, has, i] = phys[p.lateral][j][has] * p.lateral_sign
+            cols[3, has, i] = phys[p.rel_speed][j][has]
+            cols[4, has, i] = phys[p.valid][j][has]
+            self._tracks[:, i] = (tt[-1], phys[p.distance][-1], phys[p.lateral][-1] * p.lateral_sign,
+                                  phys[p.rel_speed][-1], phys[p.valid][-1])
+        frames = np.zeros(nt, PERCEPTION.dtype)
+        frames["t_ns"] = ticks
+        if nt:
+            fresh = (ticks[:, None] - cols[0]) <= p.stale_s * 1e9
+            cand = fresh & (cols[4] > 0.5) & (np.abs(cols[2]) <= p.lane_half_width_m) & (cols[1] > 0)
+            dist = np.where(cand, cols[1], np.inf)
+            best = np.argmin(dist, axis=1)
+            valid = cand[np.arange(nt), best]
+            rows = np.arange(nt)
+            frames["lead_valid"] = valid
+            frames["lead_distance_m"] = np.where(valid, cols[1][rows, best], 0.0)
+            frames["lead_lat_m"] = np.where(valid, cols[2][rows, best], 0.0)
+            frames["lead_rel_speed_mps"] = np.where(valid, cols[3][rows, best], 0.0)
+        self.stats.perception_frames += nt
+        return frames
+
+
+# -- log files ---------------------------------------------------------------------------------
+
+@dataclass
+class RawLog:
+    """A CAN log as columns. ``channel`` indexes ``channels``."""
+
+    t_ns: np.ndarray
+    channel: np.ndarray
+    channels: list[str]
+    can_id: np.ndarray
+    dlc: np.ndarray
+    flags: np.ndarray
+    data: np.ndarray  # (N, width) uint8
+    malformed_lines: int = 0
+
+
+_CANDUMP_RE = re.compile(rb"^\s*\((\d+)\.(\d+)\)\s+(\S+)\s+([0-9A-Fa-f]{1,8})#(#?)([0-9A-Fa-f.]*)\s*$")
+
+
+def read_can_log(path: str | os.PathLike) -> RawLog:
+    """Read a CAN log into columns. candump -L files take a vectorized path; any other
+    format python-can's LogReader knows (asc, blf, trc, csv, ...) goes through it.
+
+    Raises DecodeError when the file is missing or of an unknown format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DecodeError(f"CAN log {path} does not exist; pass a candump/asc/blf/trc file")
+    if path.suffix.lower() == ".log":
+        return _read_candump(path.read_bytes())
+    return _read_with_python_can(path)
+
+
+def _hex_matrix(cells: np.ndarray, width: int) -> np.ndarray:
+    lut = np.zeros(256, np.uint8)
+    for i, c in enumerate(b"0123456789abcdef"):
+        lut[c] = i
+    for i, c in enumerate(b"ABCDEF"):
+        lut[c] = 10 + i
+    nib = lut[cells.view(np.uint8).reshape(len(cells), width)]
+    return (nib[:, 0::2] << 4) | nib[:, 1::2]
+
+
+def _read_candump(text: bytes) -> RawLog:
+    rows = []
+    malformed = 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        m = _CANDUMP_RE.match(line)
+        if m is None or len(m.group(6).replace(b".", b"")) % 2:
+            malformed += 1
+            continue
+        rows.append(m.groups())
+    if not rows:
+        return RawLog(np.empty(0, np.int64), np.empty(0, np.uint16), [], np.empty(0, np.uint32),
+                      np.empty(0, np.uint8), np.empty(0, np.uint16), np.zeros((0, 8), np.uint8), malformed)
+    sec, frac, ch, ids, fd, payload = zip(*rows)
+    frac_arr = np.char.ljust(np.array(frac).astype("S9"), 9, b"0")  # ns digits, truncated past 9
+    t_ns = np.array(sec).astype(np.int64) * 1_000_000_000 + frac_arr.astype(np.int64)
+    uids, inv = np.unique(np.array(ids), return_inverse=True)
+    can_id = np.array([int(x, 16) for x in uids.tolist()], np.uint32)[inv]
+    ext = np.array([len(x) > 3 for x in uids.tolist()])[inv]
+    uch, cinv = np.unique(np.array(ch), return_inverse=True)
+    pay = np.array(payload)
+    if pay.dtype.itemsize > 1 and any(b"." in x for x in pay[:100].tolist()):
+        pay = np.char.replace(pay, b".", b"")
+    w = max(2, pay.dtype.itemsize + pay.dtype.itemsize % 2)
+    pay = pay.astype(f"S{w}")
+    data = _hex_matrix(pay, w)
+    dlc = ((pay.view(np.uint8).reshape(len(pay), w) != 0).sum(axis=1) // 2).astype(np.uint8)
+    is_fd = np.array([x == b"#" for x in fd])
+    flags = (ext * _FLAG_EXTENDED | is_fd * _FLAG_FD).astype(np.uint16)
+    return RawLog(t_ns, cinv.astype(np.uint16), [c.decode() for c in uch.tolist()], can_id, dlc, flags, data, malformed)
+
+
+def _read_with_python_can(path: Path) -> RawLog:
+    import can
+
+    try:
+        reader = can.LogReader(str(path))
+    except Exception as err:  # noqa: BLE001
+        raise DecodeError(f"cannot read CAN log {path}: {err}; supported: candump .log, .asc, .blf, .trc, .csv") from err
+    msgs = []
+    malformed = 0
+    it = iter(reader)
+    while True:
+        try:
+            msgs.append(next(it))
+        except StopIteration:
+            break
+        except Exception:  # noqa: BLE001 - one bad record must not lose the rest
+            malformed += 1
+            if malformed > 10_000:
+                break
+    channels = sorted({str(m.channel) for m in msgs})
+    cidx = {c: i for i, c in enumerate(channels)}
+    n = len(msgs)
+    data = np.zeros((n, 8 if all(len(m.data) <= 8 for m in msgs) else CAN_DATA_BYTES), np.uint8)
+    for i, m in enumerate(msgs):
+        data[i, : len(m.data)] = np.frombuffer(bytes(m.data)[: data.shape[1]], np.uint8)
+    return RawLog(
+        t_ns=np.array([int(round(m.timestamp * 1e9)) for m in msgs], np.int64),
+        channel=np.array([cidx[str(m.channel)] for m in msgs], np.uint16), channels=channels,
+        can_id=np.array([m.arbitration_id for m in msgs], np.uint32),
+        dlc=np.array([len(m.data) for m in msgs], np.uint8),
+        flags=np.array([(m.is_extended_id * _FLAG_EXTENDED) | (m.is_fd * _FLAG_FD) | (m.is_error_frame * _FLAG_ERROR)
+                        for m in msgs], np.uint16),
+        data=data, malformed_lines=malformed,
+    )
+
+
+def decode_raw_log(raw: RawLog, platform: Platform, *, emit_raw: bool = True) -> tuple[dict[str, np.ndarray], IngestStats]:
+    """Decode an already-read log (whole-file API; same code as streaming)."""
+    ing = CanIngest(platform, emit_raw=emit_raw)
+    ing.stats.malformed_lines = raw.malformed_lines
+    bus_of_channel = np.array([ing.channel_bus(c) for c in raw.channels] or [UNKNOWN_BUS], np.uint8)
+    out = ing.feed_arrays(raw.t_ns, bus_of_channel[raw.channel] if len(raw.t_ns) else np.empty(0, np.uint8),
+                          raw.can_id, raw.dlc, raw.data, raw.flags)
+    tail = ing.flush()
+    for k, v in tail.items():
+        out[k] = np.concatenate([out[k], v])
+    return out, ing.stats
+
+
+def decode_can_log(path: str | os.PathLike, platform: Platform, *, emit_raw: bool = True
+                   ) -> tuple[dict[str, np.ndarray], IngestStats]:
+    """Whole-file API for replay: ``({"vehicle", "perception", "can_raw": frames}, stats)``."""
+    return decode_raw_log(read_can_log(path), platform, emit_raw=emit_raw)
