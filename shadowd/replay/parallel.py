@@ -1,0 +1,122 @@
+"""Spread replay inputs over workers: this process, local processes, or a Ray cluster.
+
+Owns scheduling only. Each input is one task ``runner.replay_input(index, path, options)``;
+results come back in any order and are returned sorted by input index, so the report does
+not depend on the worker count. Largest inputs start first (fewer stragglers).
+
+Rules: local workers use the ``forkserver`` start method (``spawn`` where it is missing), never
+``fork``: onnxruntime's thread pools do not survive a fork. Ray is an optional extra
+(``pip install 'shadowd[ray]'``); ``--ray local`` starts a private local instance and stops it
+afterwards, any other address joins that cluster (shadowd must be importable on its nodes).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import ReplayError
+from .runner import ReplayOptions, replay_input
+
+Progress = Callable[[dict[str, Any]], None]
+"""Called with each finished input's result (for progress bars)."""
+
+
+def _schedule(paths: list[Path]) -> list[tuple[int, str]]:
+    tasks = list(enumerate(str(p) for p in paths))
+    return sorted(tasks, key=lambda t: (-_size(t[1]), t[0]))
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def replay_all(paths: list[Path], opts: ReplayOptions, *, workers: int = 1, ray_address: str | None = None,
+               progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Replay every input; returns one result per input, in input order.
+
+    Raises ReplayError only for a broken worker pool or an unreachable Ray cluster; a bad
+    input is an ``"error"`` result, never an exception.
+    """
+    tasks = _schedule(paths)
+    if ray_address:
+        results = _run_ray(tasks, opts, ray_address, progress)
+    elif workers <= 1 or len(tasks) == 1:
+        results = []
+        for index, path in tasks:
+            results.append(replay_input(index, path, opts))
+            if progress:
+                progress(results[-1])
+    else:
+        results = _run_local(tasks, opts, workers, progress)
+    return sorted(results, key=lambda r: r["index"])
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _run_local(tasks, opts, workers, progress) -> list[dict[str, Any]]:
+    results = []
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_context()) as pool:
+        pending = {pool.submit(replay_input, i, p, opts) for i, p in tasks}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                try:
+                    results.append(fut.result())
+                except Exception as err:  # a worker died (OOM, signal): name it, keep nothing silent
+                    raise ReplayError(f"a replay worker process failed ({type(err).__name__}: {err}); "
+                                      f"rerun with --workers 1 to see the failing input") from err
+                if progress:
+                    progress(results[-1])
+    return results
+
+
+def ray_available() -> str | None:
+    """None when Ray can be used, else the reason it cannot."""
+    try:
+        import ray  # noqa: F401
+    except ImportError as err:
+        return f"ray is not installed ({err}); pip install 'shadowd[ray]'"
+    return None
+
+
+def _run_ray(tasks, opts, address, progress) -> list[dict[str, Any]]:
+    reason = ray_available()
+    if reason:
+        raise ReplayError(f"--ray {address}: {reason}")
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        try:
+            if address == "local":
+                ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            else:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except Exception as err:  # ray raises ConnectionError, RuntimeError, ...
+            raise ReplayError(f"--ray {address}: cannot join the Ray cluster ({err}); check the address "
+                              f"(ray://host:10001 or host:6379) or use --ray local") from err
+        started = True
+    try:
+        remote = ray.remote(num_cpus=1)(replay_input)
+        refs = [remote.remote(i, p, opts) for i, p in tasks]
+        results = []
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            results.append(ray.get(done[0]))
+            if progress:
+                progress(results[-1])
+        return results
+    finally:
+        if started:
+            ray.shutdown()

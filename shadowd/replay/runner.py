@@ -1,0 +1,383 @@
+"""Replay one input through the shared Session on a simulated clock.
+
+Owns the replay loop: read an input, feed its frames chunk by chunk of simulated time into a
+``shadowd.session.Session`` (inline batched inference), collect the events and the clips the
+vehicle would have uploaded, and return a plain, picklable result that ``report`` aggregates.
+
+Rules:
+- The simulated clock is the data's own ``t_ns``; the chunk length is fixed, so the same
+  inputs, model and config give the same result in any process. Wall-clock time appears only
+  under ``result["timing"]`` (and, with ``speed``, as sleeps that pace the loop).
+- A bad input never raises out of ``replay_input``: its result has ``status: "error"`` and the
+  reason, and the caller goes on with the others.
+- Models are loaded once per process and path (``_MODELS``), not once per input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..core.signals import TOPICS, frame_dtype
+from ..core.types import ClipSpec, Divergence, TriggerFired
+from ..errors import ConfigError, ReplayError, ShadowdError
+from ..session import Provenance, Session
+from .inputs import Drive, read_input
+
+NS = 1_000_000_000
+DEFAULT_CHUNK_S = 1.0
+TRACE_MAX_POINTS = 4000  # divergence points per input kept for plots (every score goes into the stats)
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """Everything a worker needs to replay inputs; picklable, so it travels to processes and Ray."""
+
+    model_path: str | None = None  # None: the bundled reference model
+    platform: str = "desktop"
+    config_path: str | None = None  # None: the built-in default triggers
+    chunk_s: float = DEFAULT_CHUNK_S
+    speed: float | None = None  # None: as fast as possible; X: X times real time
+    vehicle_id: str = "replay"
+    trigger_overrides: tuple[tuple[str, str, float], ...] = ()  # (trigger, param, value) for sweeps
+    keep_clip_bytes: bool = True
+
+
+def default_model_path() -> str:
+    return str(Path(__file__).resolve().parent.parent / "data" / "models" / "reference.onnx")
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- config
+
+@dataclass
+class TriggerConfig:
+    """Trigger definitions and clip windows from ``--config`` (or the built-in defaults)."""
+
+    defs: list[dict[str, Any]]
+    version: int | str
+    windows: Any = None  # shadowd.core.config.ClipWindows or None
+    source: str = "builtin"
+
+
+def load_trigger_config(path: str | None) -> TriggerConfig:
+    """Read ``--config``: a full service config (what a bundle carries), an object with
+    ``triggers`` (and optional ``windows``), or a bare list of trigger definitions."""
+    if path is None:
+        from ..core.triggers import builtin_triggers
+
+        return TriggerConfig([dict(d) for d in _defs_of(builtin_triggers())], "builtin")
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--config {path}: not readable JSON ({err}); give a service config or a "
+                          f"list of trigger definitions") from err
+    if isinstance(raw, list):
+        return TriggerConfig(raw, "local", source=str(path))
+    if isinstance(raw, dict) and "version" in raw and "model" in raw:
+        from ..core.config import parse_config
+
+        cfg = parse_config(raw)
+        return TriggerConfig([dict(t) for t in cfg.triggers], cfg.version, cfg.windows, str(path))
+    if isinstance(raw, dict) and isinstance(raw.get("triggers"), list):
+        windows = None
+        if "windows" in raw:
+            from ..core.config import _parse_windows
+
+            windows = _parse_windows(raw["windows"])
+        return TriggerConfig(raw["triggers"], raw.get("version", "local"), windows, str(path))
+    raise ConfigError(f"--config {path}: expected a service config, {{\"triggers\": [...]}} or a list "
+                      f"of trigger definitions, got {type(raw).__name__}")
+
+
+def _defs_of(triggers: Any) -> list[dict[str, Any]]:
+    out = []
+    for t in triggers:
+        if isinstance(t, dict):
+            out.append(t)
+        elif hasattr(t, "to_dict"):
+            out.append(t.to_dict())
+        elif hasattr(t, "__dataclass_fields__"):
+            from dataclasses import asdict
+
+            out.append(asdict(t))
+        else:
+            raise ConfigError(f"built-in trigger {t!r} has no dict form")
+    return out
+
+
+def apply_overrides(defs: list[dict[str, Any]], overrides: tuple[tuple[str, str, float], ...]) -> list[dict[str, Any]]:
+    """Trigger definitions with ``(trigger, param, value)`` overrides applied (sweeps).
+
+    ``param`` is a key of the definition (``cooldown_s``, ``pre_s``) or ``threshold:N``: the
+    N-th numeric literal of the trigger's expression (see ``labels.expression_literals``).
+    """
+    from .labels import set_expression_literal
+
+    by_name = {d.get("name"): dict(d) for d in defs}
+    for trig, param, value in overrides:
+        if trig not in by_name:
+            raise ConfigError(f"--sweep names trigger {trig!r} but the config has {sorted(by_name)}; "
+                              f"check the trigger name")
+        d = by_name[trig]
+        if param.startswith("threshold:"):
+            d["expr"] = set_expression_literal(str(d.get("expr", "")), int(param.split(":", 1)[1]), value)
+        else:
+            if param not in d and param not in ("cooldown_s", "pre_s", "post_s", "for_s", "priority"):
+                raise ConfigError(f"--sweep: trigger {trig!r} has no parameter {param!r}; "
+                                  f"it has {sorted(d)} or threshold:N")
+            d[param] = value
+    return [by_name[d.get("name")] for d in defs]
+
+
+# ----------------------------------------------------------------------------- per-process caches
+
+_MODELS: dict[tuple[str, str], Any] = {}
+_PLATFORMS: dict[str, Any] = {}
+
+
+def load_platform(name: str) -> Any:
+    if name not in _PLATFORMS:
+        from ..edges.platforms import load_platform as _load
+
+        _PLATFORMS[name] = _load(name)
+    return _PLATFORMS[name]
+
+
+def load_model(path: str, platform: Any) -> Any:
+    key = (path, getattr(platform, "name", str(platform)))
+    if key not in _MODELS:
+        from ..edges.model_runner import ModelRunner
+
+        if not Path(path).exists():
+            raise ReplayError(f"model {path!r} does not exist; give --model PATH.onnx")
+        _MODELS[key] = ModelRunner(path, platform)
+    return _MODELS[key]
+
+
+def required_signals(model: Any) -> list[str]:
+    contract = getattr(model, "contract", None)
+    for attr in ("required_signals", "input_signals", "signals"):
+        v = getattr(contract, attr, None)
+        if callable(v):
+            v = v()
+        if v:
+            return sorted(v)
+    return []
+
+
+# ----------------------------------------------------------------------------- history
+
+class DriveHistory:
+    """History over a whole recorded drive (replay has it all in memory): no copies."""
+
+    def __init__(self, topics: dict[str, np.ndarray]):
+        self._topics = topics
+        self._t = {k: a["t_ns"] for k, a in topics.items()}
+
+    def topics(self) -> list[str]:
+        return sorted(self._topics)
+
+    def frames(self, topic: str, t0_ns: int, t1_ns: int) -> np.ndarray:
+        a = self._topics.get(topic)
+        if a is None:
+            return np.zeros(0, frame_dtype(topic))
+        t = self._t[topic]
+        return a[np.searchsorted(t, t0_ns, "left"): np.searchsorted(t, t1_ns, "right")]
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def replay_input(index: int, path: str, opts: ReplayOptions) -> dict[str, Any]:
+    """Replay one input; never raises for a bad input (see the module rules)."""
+    t_start = time.perf_counter()
+    result: dict[str, Any] = {"index": index, "input": str(path), "status": "ok"}
+    try:
+        platform = load_platform(opts.platform)
+        model = load_model(opts.model_path or default_model_path(), platform)
+        drive = read_input(path, platform, required_signals(model))
+        t_read = time.perf_counter()
+        result.update(run_drive(index, drive, model, platform, opts))
+        result["timing"]["read_s"] = t_read - t_start
+    except ShadowdError as err:
+        result.update(status="error", error=str(err), kind=_kind_or_none(path))
+        result.setdefault("timing", {})
+    result["timing"]["wall_s"] = time.perf_counter() - t_start
+    return result
+
+
+def _kind_or_none(path: str) -> str | None:
+    from .inputs import input_kind
+
+    try:
+        return input_kind(Path(path))
+    except ReplayError:
+        return None
+
+
+def build_session(model: Any, platform: Any, opts: ReplayOptions, sink: Any, history: Any) -> Session:
+    """The Session replay runs: triggers from the config (with sweep overrides applied)."""
+    from ..core.triggers import compile_triggers
+
+    tc = load_trigger_config(opts.config_path)
+    defs = apply_overrides(tc.defs, opts.trigger_overrides)
+    prov = Provenance(
+        vehicle_id=opts.vehicle_id,
+        platform=getattr(platform, "name", str(opts.platform)),
+        model_sha256=model_sha256(model),
+        config_version=tc.version,
+        software_version=__version__,
+    )
+    return Session(platform, model, compile_triggers(defs), sink=sink, provenance=prov,
+                   history=history, windows=tc.windows)
+
+
+def model_sha256(model: Any) -> str:
+    v = getattr(model, "sha256", None)
+    if isinstance(v, str):
+        return v
+    return file_sha256(getattr(model, "path"))
+
+
+def run_drive(index: int, drive: Drive, model: Any, platform: Any, opts: ReplayOptions) -> dict[str, Any]:
+    """Feed a drive through a fresh Session; returns the per-input result (see module doc)."""
+    clips: list[tuple[ClipSpec, bytes]] = []
+    session = build_session(model, platform, opts, lambda spec, data: clips.append((spec, data)),
+                            DriveHistory(drive.topics))
+    t0_ns, t1_ns = drive.t0_ns, drive.t1_ns
+    chunk_ns = max(1, int(opts.chunk_s * NS))
+    names = sorted(drive.topics)
+    pos = {k: 0 for k in names}
+    events: list[Any] = []
+    wall0 = time.perf_counter()
+    now_ns = t0_ns
+    while now_ns < t1_ns:
+        now_ns = min(now_ns + chunk_ns, t1_ns)
+        for k in names:
+            arr = drive.topics[k]
+            end = int(np.searchsorted(arr["t_ns"], now_ns, "right"))
+            if end > pos[k]:
+                session.feed(k, arr[pos[k]:end])
+                pos[k] = end
+        events.extend(session.advance(now_ns))
+        if opts.speed:
+            lag = (now_ns - t0_ns) / NS / opts.speed - (time.perf_counter() - wall0)
+            if lag > 0:
+                time.sleep(lag)
+    events.extend(session.close(t1_ns))
+    run_s = time.perf_counter() - wall0
+    return _summarise(index, drive, session, events, clips, model, opts, run_s)
+
+
+def _rel_s(t_ns: int, t0_ns: int) -> float:
+    return round((t_ns - t0_ns) / NS, 6)
+
+
+def clip_file_name(index: int, drive_name: str, clip_index: int) -> str:
+    stem = Path(drive_name).name
+    for suffix in (".log", ".asc", ".blf", ".trc", ".csv", ".mcap", ".clip"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:80]
+    return f"{index:04d}-{safe}-{clip_index:03d}.clip"
+
+
+def _summarise(index, drive, session, events, clips, model, opts, run_s) -> dict[str, Any]:
+    t0 = drive.t0_ns
+    divs = [e for e in events if isinstance(e, Divergence)]
+    fired = [e for e in events if isinstance(e, TriggerFired)]
+    div_t = np.array([_rel_s(d.t_ns, t0) for d in divs], dtype=np.float64)
+    div_score = np.array([d.score for d in divs], dtype=np.float64)
+    clip_rows, clip_bytes = [], []
+    for i, (spec, data) in enumerate(clips):
+        name = clip_file_name(index, drive.name, i)
+        clip_rows.append({
+            "file": name,
+            "t0_s": _rel_s(spec.t0_ns, t0),
+            "t1_s": _rel_s(spec.t1_ns, t0),
+            "duration_s": round((spec.t1_ns - spec.t0_ns) / NS, 6),
+            "size_bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "priority": spec.priority,
+            "truncated": spec.truncated,
+            "triggers": sorted({c.trigger for c in spec.causes}),
+            "causes": [{"trigger": c.trigger, "t_s": _rel_s(c.t_ns, t0), "score": round(float(c.score), 6)}
+                       for c in sorted(spec.causes, key=lambda c: (c.t_ns, c.trigger))],
+        })
+        clip_bytes.append(data if opts.keep_clip_bytes else b"")
+    controls = _control_traces(drive, session, clips, t0)
+    stats = session.stats()
+    return {
+        "name": drive.name,
+        "kind": drive.kind,
+        "duration_s": round(drive.duration_s, 6),
+        "t0_ns": t0,
+        "frames": {k: int(len(a)) for k, a in sorted(drive.topics.items())},
+        "notes": drive.notes,
+        "labels": [{"kind": l.kind, "start_s": l.start_s, "end_s": l.end_s} for l in drive.labels],
+        "origin": drive.origin,
+        "triggers": [{"trigger": e.trigger, "t_s": _rel_s(e.t_ns, t0), "priority": e.priority,
+                      "score": round(float(e.score), 6)} for e in fired],
+        "clips": clip_rows,
+        "clip_bytes": clip_bytes,
+        "divergence": {"t_s": div_t, "score": div_score},
+        "control_traces": controls,
+        "counters": _jsonable(stats),
+        "timing": {"run_s": run_s, "latency": _latency(model)},
+    }
+
+
+def _control_traces(drive: Drive, session: Session, clips, t0: int) -> list[dict[str, Any]]:
+    """Signal vs first-step prediction for each clip window, for the report plots."""
+    out = []
+    vehicle = drive.topics.get("vehicle")
+    for spec, _ in clips:
+        preds = session._predictions.between(spec.t0_ns, spec.t1_ns)
+        entry: dict[str, Any] = {"t0_s": _rel_s(spec.t0_ns, t0), "signals": {}}
+        names = sorted({n for p in preds for n in p.controls})
+        for name in names:
+            pt, pv = [], []
+            for p in preds:
+                v = p.controls.get(name)
+                if v is not None and len(v):
+                    pt.append(_rel_s(p.t_ns, t0) + float(p.horizon_s[0]))
+                    pv.append(float(v[0]))
+            sig = {"pred_t_s": pt, "pred": pv}
+            if vehicle is not None and name in (vehicle.dtype.names or ()):
+                w = vehicle[(vehicle["t_ns"] >= spec.t0_ns) & (vehicle["t_ns"] <= spec.t1_ns)]
+                step = max(1, len(w) // 600)
+                sig["t_s"] = [(int(x) - t0) / NS for x in w["t_ns"][::step]]
+                sig["actual"] = [float(x) for x in w[name][::step]]
+            entry["signals"][name] = sig
+        out.append(entry)
+    return out
+
+
+def _latency(model: Any) -> dict[str, Any]:
+    for attr in ("latency_stats", "latency", "latency_histogram"):
+        v = getattr(model, attr, None)
+        if callable(v):
+            v = v()
+        if v is not None:
+            return _jsonable(v)
+    return {}
+
+
+def _jsonable(obj: Any) -> Any:
+    from .inputs import _plain
+
+    return _plain(obj)

@@ -1,0 +1,314 @@
+"""The edge-level driver that replay and the daemon share: frames in, clips out.
+
+A Session owns one run of the shadow pipeline: the pure ``ShadowCore`` (alignment, model
+requests, divergence, triggers), a model executor, the clip windows, a bounded history of
+topic frames plus the predictions and divergence trace, clip building and encoding, and a clip
+sink. Replay feeds it recorded frames on a simulated clock and runs inference inline in
+batches; the daemon feeds it from the rings, passes a ring-backed history and an asynchronous
+executor, and sinks clips into the spool. There is no second implementation of this loop.
+
+Rules:
+- Time only arrives as arguments (``now_ns``); the session reads no clock and starts no thread.
+- A failed inference or clip build is counted and logged, never raised: the session keeps
+  running what still can run (the core sees a missing prediction, the clip is skipped).
+- Everything a clip needs to say where it came from is in ``Provenance``.
+"""
+
+from __future__ import annotations
+
+import logging
+from bisect import bisect_left, bisect_right
+from collections import Counter, deque
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable, Protocol
+
+import numpy as np
+
+from .core.signals import frame_dtype
+from .core.types import ClipSpec, Divergence, History, Prediction, TriggerFired
+from .errors import ShadowdError
+
+log = logging.getLogger(__name__)
+
+ClipSink = Callable[[ClipSpec, bytes], None]
+"""Receives each sealed clip and its encoded bytes: replay writes a file, the daemon spools it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """What produced a clip; written into every clip and every replay report."""
+
+    vehicle_id: str
+    platform: str
+    model_sha256: str
+    config_version: int | str
+    software_version: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Executor(Protocol):
+    """Runs inference requests. ``run`` takes the new requests and returns the (request,
+    prediction or None) pairs finished so far: all of them at once for the inline executor,
+    whatever has completed for an asynchronous one."""
+
+    def run(self, requests: list[Any]) -> list[tuple[Any, Prediction | None]]: ...
+
+
+class InlineExecutor:
+    """Runs each batch of requests synchronously in one ``run_batch`` call (replay)."""
+
+    def __init__(self, model: Any):
+        self._model = model
+        self.failures = 0
+
+    def run(self, requests: list[Any]) -> list[tuple[Any, Prediction | None]]:
+        if not requests:
+            return []
+        try:
+            preds = self._model.run_batch(requests)
+        except ShadowdError as err:
+            self.failures += len(requests)
+            log.warning("inference of %d requests failed: %s", len(requests), err)
+            return [(r, None) for r in requests]
+        return list(zip(requests, preds))
+
+
+class BoundedHistory:
+    """In-memory History keeping the last ``retention_s`` of each topic (the default one).
+
+    Chunks are kept as fed (no copy) and dropped whole once entirely older than the window.
+    """
+
+    def __init__(self, retention_s: float):
+        self._retention_ns = int(retention_s * 1e9)
+        self._chunks: dict[str, deque[np.ndarray]] = {}
+
+    def append(self, topic: str, frames: np.ndarray) -> None:
+        if len(frames):
+            self._chunks.setdefault(topic, deque()).append(frames)
+
+    def trim(self, now_ns: int) -> None:
+        horizon = now_ns - self._retention_ns
+        for dq in self._chunks.values():
+            while len(dq) > 1 and int(dq[0]["t_ns"][-1]) < horizon:
+                dq.popleft()
+
+    def topics(self) -> list[str]:
+        return sorted(self._chunks)
+
+    def frames(self, topic: str, t0_ns: int, t1_ns: int) -> np.ndarray:
+        parts = []
+        for c in self._chunks.get(topic, ()):
+            t = c["t_ns"]
+            if int(t[-1]) < t0_ns or int(t[0]) > t1_ns:
+                continue
+            parts.append(c[np.searchsorted(t, t0_ns, "left"): np.searchsorted(t, t1_ns, "right")])
+        if not parts:
+            return np.zeros(0, frame_dtype(topic))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+class _Trace:
+    """A time-ordered bounded list of (t_ns, item) for predictions and divergences."""
+
+    def __init__(self, retention_ns: int):
+        self._retention_ns = retention_ns
+        self._t: list[int] = []
+        self._items: list[Any] = []
+        self._start = 0
+
+    def add(self, t_ns: int, item: Any) -> None:
+        if self._t and t_ns < self._t[-1]:
+            i = bisect_right(self._t, t_ns)
+            self._t.insert(i, t_ns)
+            self._items.insert(i, item)
+        else:
+            self._t.append(t_ns)
+            self._items.append(item)
+
+    def trim(self, now_ns: int) -> None:
+        cut = bisect_left(self._t, now_ns - self._retention_ns)
+        if cut > 4096:  # amortise: drop in blocks, not per item
+            del self._t[:cut]
+            del self._items[:cut]
+
+    def between(self, t0_ns: int, t1_ns: int) -> list[Any]:
+        return self._items[bisect_left(self._t, t0_ns): bisect_right(self._t, t1_ns)]
+
+
+class Session:
+    """One shadow-mode run: feed frames, advance the clock, get events; clips go to ``sink``.
+
+    Args:
+        platform: the platform profile (its tick rate and name).
+        model: a loaded model runner (``.contract``, ``.sha256``, ``.run_batch``).
+        triggers: compiled triggers for the core.
+        sink: receives each sealed clip ``(ClipSpec, bytes)``.
+        provenance: written into every clip.
+        history: where pre-trigger frames are read from; None keeps them in memory
+            (``BoundedHistory``). A history with ``append`` is fed every frame.
+        executor: runs inference; None runs ``model.run_batch`` inline.
+        windows: clip window settings (``shadowd.core.config.ClipWindows``: ``pre_s``,
+            ``post_s``, ``max_clip_s``); None uses the config defaults. The longest trigger
+            window widens them.
+        retention_s: how much history and trace to keep; None keeps what the clip windows
+            need (``ClipWindows.required_history_s``).
+    """
+
+    def __init__(
+        self,
+        platform: Any,
+        model: Any,
+        triggers: Any,
+        *,
+        sink: ClipSink,
+        provenance: Provenance,
+        history: History | None = None,
+        executor: Executor | None = None,
+        windows: Any = None,
+        retention_s: float | None = None,
+    ):
+        from .core.clips import ClipWindows
+        from .core.pipeline import ShadowCore
+
+        self.platform = platform
+        self.model = model
+        self.provenance = provenance
+        tick_hz = _tick_hz(platform, model)
+        self.core = ShadowCore(model.contract, triggers, **({"tick_hz": tick_hz} if tick_hz else {}))
+        self.windows = _clip_windows(ClipWindows, triggers, windows)
+        if retention_s is None:
+            retention_s = self.windows.required_history_s
+        self.history = history if history is not None else BoundedHistory(retention_s)
+        self.executor = executor if executor is not None else InlineExecutor(model)
+        self._sink = sink
+        self._predictions = _Trace(int(retention_s * 1e9))
+        self._divergences = _Trace(int(retention_s * 1e9))
+        self.counters: Counter[str] = Counter()
+        self.fired: Counter[str] = Counter()
+
+    # -- input -------------------------------------------------------------------------
+
+    def feed(self, topic: str, frames: np.ndarray) -> None:
+        """Frames of one topic, in time order, not older than the last ``advance``."""
+        if not len(frames):
+            return
+        append = getattr(self.history, "append", None)
+        if append is not None:
+            append(topic, frames)
+        self.core.push_frames(topic, frames)
+        self.counters[f"frames_{topic}"] += len(frames)
+
+    # -- clock -------------------------------------------------------------------------
+
+    def advance(self, now_ns: int) -> list[Any]:
+        """Run everything due up to ``now_ns``; returns the events (Divergence, TriggerFired,
+        sealed ClipSpec) in the order they happened. Clips are built and sunk here."""
+        events: list[Any] = []
+        pending = self._step(now_ns, events)
+        # Inline executors answer at once: submit and step again so the core sees the
+        # predictions of this advance before the clock moves on.
+        for _ in range(8):
+            if not pending:
+                break
+            pending = self._step(now_ns, events, self.executor.run(pending))
+        if pending:  # an async executor keeps them; they come back on a later advance
+            self._submit(self.executor.run(pending))
+        for spec in self.windows.advance(now_ns):
+            self._seal(spec, events)
+        trim = getattr(self.history, "trim", None)
+        if trim is not None:
+            trim(now_ns)
+        self._predictions.trim(now_ns)
+        self._divergences.trim(now_ns)
+        return events
+
+    def close(self, now_ns: int) -> list[Any]:
+        """Stop: seal the open clip windows as truncated and sink them."""
+        events = self.advance(now_ns)
+        for spec in self.windows.close(now_ns):
+            self._seal(spec, events)
+        return events
+
+    def _submit(self, done: Iterable[tuple[Any, Prediction | None]]) -> None:
+        for request, pred in done:
+            if pred is None:
+                self.counters["inference_failed"] += 1
+            else:
+                self.counters["predictions"] += 1
+                self._predictions.add(int(pred.t_ns), pred)
+            self.core.submit(request, pred)
+
+    def _step(self, now_ns: int, events: list[Any], done=()) -> list[Any]:
+        self._submit(done)
+        requests = []
+        for ev in self.core.advance(now_ns):
+            if isinstance(ev, Divergence):
+                self._divergences.add(int(ev.t_ns), ev)
+                self.counters["divergences"] += 1
+                events.append(ev)
+            elif isinstance(ev, TriggerFired):
+                self.fired[ev.trigger] += 1
+                self.windows.on_trigger(ev)
+                events.append(ev)
+            else:
+                requests.append(ev)
+        self.counters["inference_requests"] += len(requests)
+        return requests
+
+    # -- clips -------------------------------------------------------------------------
+
+    def _seal(self, spec: ClipSpec, events: list[Any]) -> None:
+        from .clip import build_clip, encode_clip
+
+        events.append(spec)
+        try:
+            clip = build_clip(
+                spec,
+                self.history,
+                extra_streams={
+                    "predictions": self._predictions.between(spec.t0_ns, spec.t1_ns),
+                    "divergence": self._divergences.between(spec.t0_ns, spec.t1_ns),
+                },
+                provenance=self.provenance,
+            )
+            data = encode_clip(clip)
+        except ShadowdError as err:
+            self.counters["clip_build_failed"] += 1
+            log.warning("clip [%d, %d] not built: %s", spec.t0_ns, spec.t1_ns, err)
+            return
+        self.counters["clips"] += 1
+        self.counters["clip_bytes"] += len(data)
+        self._sink(spec, data)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this session and of its core, JSON-ready."""
+        out: dict[str, Any] = dict(sorted(self.counters.items()))
+        out["triggers_fired"] = dict(sorted(self.fired.items()))
+        core_stats = getattr(self.core, "stats", None)
+        if core_stats is not None:
+            out["core"] = core_stats()
+        return out
+
+
+def _clip_windows(cls: Any, triggers: Any, windows: Any) -> Any:
+    if windows is None:
+        from .core.config import ClipWindows as _Defaults
+
+        windows = _Defaults()
+    pre_s, post_s = float(windows.pre_s), float(windows.post_s)
+    for t in triggers if isinstance(triggers, (list, tuple)) else getattr(triggers, "triggers", ()):
+        pre_s = max(pre_s, float(getattr(t, "pre_s", 0.0) or 0.0))
+        post_s = max(post_s, float(getattr(t, "post_s", 0.0) or 0.0))
+    max_clip_s = max(float(getattr(windows, "max_clip_s", 0.0) or 0.0), pre_s + post_s)
+    return cls(pre_s, post_s, max_clip_s=max_clip_s)
+
+
+def _tick_hz(platform: Any, model: Any) -> float | None:
+    for obj, attr in ((platform, "tick_hz"), (getattr(model, "contract", None), "rate_hz")):
+        v = getattr(obj, attr, None)
+        if isinstance(v, (int, float)) and v > 0:
+            return float(v)
+    return None
