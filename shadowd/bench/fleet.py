@@ -1,0 +1,449 @@
+"""Fleet config push: bundle verify+apply latency, and N vehicles applying one MQTT push.
+
+``shadowd bench fleet --json`` measures, in one run:
+1. apply: one ConfigManager applying successive bundles (model already in the store, as after
+   delivery): verify / validate / model warm-up / total per bundle, p50 and max. Peers: a bare
+   Ed25519 verify and a bare sha256 of the model file, so the ratios show where time goes.
+2. fleet: a real mosquitto on loopback with TLS, N instance processes (each the real
+   MqttConfigSubscriber + ConfigManager, own state dir), one retained QoS-1 push to the fleet
+   topic: time until each instance applied (p50 / max) and that every one applied exactly once
+   (the same bundle pushed again must come back ``unchanged``).
+
+This module also holds the loopback broker (``LocalBroker``, ``make_test_pki``) that
+tests/fixtures/mosquitto.py wraps as a pytest fixture, so the bench and the tests start the
+broker the same way. The instance process is ``python -m shadowd.bench.fleet --instance ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# --- loopback broker with TLS ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BrokerPki:
+    """Files of a throwaway CA, a broker certificate (127.0.0.1/localhost) and a client certificate."""
+
+    cafile: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_test_pki(out_dir: Path) -> BrokerPki:
+    """Create a CA and two leaf certificates (EC P-256, valid one day) with ``cryptography``."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    now = _dt.datetime.now(_dt.timezone.utc)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def write_key(key, path: Path) -> None:
+        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+        path.chmod(0o600)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("shadowd test CA")).issuer_name(name("shadowd test CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - _dt.timedelta(minutes=5)).not_valid_after(now + _dt.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+
+    def leaf(cn: str, usage, san: list | None):
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca.subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - _dt.timedelta(minutes=5)).not_valid_after(now + _dt.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return key, builder.sign(ca_key, hashes.SHA256())
+
+    server_key, server_cert = leaf("127.0.0.1", ExtendedKeyUsageOID.SERVER_AUTH,
+                                   [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")])
+    client_key, client_cert = leaf("shadowd-test-client", ExtendedKeyUsageOID.CLIENT_AUTH, None)
+    pki = BrokerPki(out_dir / "ca.pem", out_dir / "server.pem", out_dir / "server.key",
+                  out_dir / "client.pem", out_dir / "client.key")
+    pki.cafile.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    pki.server_cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    pki.client_cert.write_bytes(client_cert.public_bytes(serialization.Encoding.PEM))
+    write_key(server_key, pki.server_key)
+    write_key(client_key, pki.client_key)
+    return pki
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalBroker:
+    """A real mosquitto on 127.0.0.1 with TLS (config, certificates and log in ``work_dir``).
+
+    ``require_certificate=True`` makes clients present a certificate signed by the test CA.
+    Use as a context manager, or ``start()`` / ``stop()``; ``stop()`` kills what it started.
+    """
+
+    def __init__(self, work_dir: Path, *, require_certificate: bool = False, port: int | None = None):
+        self.work_dir = Path(work_dir)
+        self.require_certificate = require_certificate
+        self.port = port or free_loopback_port()
+        self.pki = make_test_pki(self.work_dir / "pki")
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.work_dir / "mosquitto.log"
+
+    @property
+    def url(self) -> str:
+        return f"mqtts://127.0.0.1:{self.port}"
+
+    def endpoint(self, *, client_cert: bool = False):
+        from ..edges.mqtt import MqttEndpoint
+
+        return MqttEndpoint.parse(self.url, cafile=str(self.pki.cafile),
+                                  certfile=str(self.pki.client_cert) if client_cert else None,
+                                  keyfile=str(self.pki.client_key) if client_cert else None)
+
+    def start(self, timeout_s: float = 10.0) -> "LocalBroker":
+        binary = shutil.which("mosquitto") or next(
+            (p for p in ("/usr/sbin/mosquitto", "/usr/bin/mosquitto") if os.path.exists(p)), None)
+        if binary is None:
+            raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto; scripts/setup does)")
+        conf = self.work_dir / "mosquitto.conf"
+        lines = [f"listener {self.port} 127.0.0.1", f"cafile {self.pki.cafile}",
+                 f"certfile {self.pki.server_cert}", f"keyfile {self.pki.server_key}",
+                 f"require_certificate {'true' if self.require_certificate else 'false'}",
+                 "allow_anonymous true", "persistence false", "log_dest stderr",
+                 "log_type error", "log_type warning", "max_inflight_messages 100"]
+        if os.geteuid() == 0:
+            lines.append("user root")  # else mosquitto drops to 'mosquitto', which cannot read tmp files
+        conf.write_text("\n".join(lines) + "\n")
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise TimeoutError(f"mosquitto did not listen on 127.0.0.1:{self.port} within {timeout_s} s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def __enter__(self) -> "LocalBroker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# --- a model and a signed bundle to push -----------------------------------------------------
+
+
+def bench_model(out_dir: Path) -> Path:
+    """The bundled reference model when present, else a tiny real ONNX graph (needs ``onnx``)."""
+    reference = Path(__file__).resolve().parents[1] / "data" / "models" / "reference.onnx"
+    if reference.is_file():
+        return reference
+    return build_tiny_model(Path(out_dir) / "tiny.onnx")
+
+
+def build_tiny_model(path: Path, *, bias: float = 1.0) -> Path:
+    """A 4-in / 4-out ONNX graph (y = x + bias); ``bias`` changes the file and so its sha256."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    b = numpy_helper.from_array(np.full((1, 4), bias, dtype=np.float32), name="bias")
+    graph = helper.make_graph([helper.make_node("Add", ["x", "bias"], ["y"])], "tiny",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    Path(path).write_bytes(model.SerializeToString())
+    return Path(path)
+
+
+def bench_config(version: int, model_path: Path, *, fleet: str = "bench", probation_s: float = 0.0,
+                 now_s: float | None = None) -> dict:
+    """A valid config dict for ``model_path``, valid from an hour ago for a day."""
+    from ..core.config import format_rfc3339_utc
+    from ..edges.bundle import sha256_file
+
+    now = int(time.time() if now_s is None else now_s)
+    return {"version": version, "not_before": format_rfc3339_utc(now - 3600),
+            "expires": format_rfc3339_utc(now + 86400), "targets": {"fleets": [fleet]},
+            "model": {"sha256": sha256_file(model_path), "file_name": model_path.name},
+            "windows": {"pre_s": 5.0, "post_s": 3.0, "max_clip_s": 16.0}, "probation_s": probation_s}
+
+
+# --- part 1: single-vehicle apply latency ----------------------------------------------------
+
+
+def _platform(name: str):
+    """The platform profile when PIPELINE's loader is present (windows get checked), else None."""
+    try:
+        from ..edges.platforms import load_platform
+    except ImportError:
+        return None
+    return load_platform(name)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def measure_apply(work: Path, iterations: int) -> dict:
+    import hashlib
+
+    from ..core.bundle_state import VehicleIdentity
+    from ..edges.bundle import generate_keypair, load_private_key, sha256_file, sign_bundle
+    from ..edges.config_apply import ConfigManager
+
+    keys = work / "keys"
+    priv, _pub = generate_keypair(keys, "bench")
+    key = load_private_key(priv)
+    model = bench_model(work)
+    state = work / "apply-state"
+    (state / "models").mkdir(parents=True)
+    shutil.copyfile(model, state / "models" / f"{sha256_file(model)}.onnx")
+    manager = ConfigManager(state, keys, VehicleIdentity("bench-1", "desktop", "bench"), _platform("desktop"))
+    bundles = [sign_bundle(bench_config(v, model), key, "bench") for v in range(1, iterations + 1)]
+    rows = []
+    for data in bundles:
+        result = manager.apply(data, "bench")
+        if result.outcome != "applied":
+            raise RuntimeError(f"bench bundle was not applied: {result.as_dict()}")
+        rows.append(result.timings_s)
+    # peers: the two irreducible costs of an apply
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    peer_key = Ed25519PrivateKey.generate()
+    sig = peer_key.sign(bundles[0])
+    pub = peer_key.public_key()
+    t = time.perf_counter()
+    for _ in range(iterations):
+        pub.verify(sig, bundles[0])
+    ed25519_verify_s = (time.perf_counter() - t) / iterations
+    t = time.perf_counter()
+    for _ in range(iterations):
+        hashlib.sha256(model.read_bytes()).hexdigest()
+    sha256_model_s = (time.perf_counter() - t) / iterations
+    total = [r["total_s"] for r in rows]
+    aside = [r["total_s"] - r.get("model_warm_s", 0.0) for r in rows]
+    return {
+        "iterations": iterations,
+        "model": model.name,
+        "model_size_bytes": model.stat().st_size,
+        "activate_s_p50": _pct([r["activate_s"] for r in rows], 0.5),
+        "verify_s_p50": _pct([r["verify_s"] for r in rows], 0.5),
+        "validate_s_p50": _pct([r["validate_s"] for r in rows], 0.5),
+        "model_warm_s_p50": _pct([r["model_warm_s"] for r in rows], 0.5),
+        "total_s_p50": _pct(total, 0.5),
+        "total_s_max": max(total),
+        "apply_without_warmup_s_p50": _pct(aside, 0.5),
+        "apply_without_warmup_s_max": max(aside),
+        "target_s": 1.0,
+        "peer_ed25519_verify_s": ed25519_verify_s,
+        "peer_sha256_model_s": sha256_model_s,
+        "ratio_apply_without_warmup_to_target": _pct(aside, 0.5) / 1.0,
+        "ratio_verify_to_bare_ed25519": _pct([r["verify_s"] for r in rows], 0.5) / ed25519_verify_s,
+    }
+
+
+# --- part 2: N vehicles, one push ------------------------------------------------------------
+
+
+def run_fleet(work: Path, instances: int, *, timeout_s: float = 120.0, fleet: str = "bench") -> dict:
+    """Start ``instances`` vehicle processes on one broker, push one bundle, measure."""
+    from ..edges.bundle import generate_keypair, load_private_key, sha256_file, sign_bundle
+    from ..edges.mqtt import fleet_topic, publish_bundle
+
+    keys = work / "fleet-keys"
+    priv, _pub = generate_keypair(keys, "fleet")
+    model = bench_model(work)
+    sha = sha256_file(model)
+    bundle = sign_bundle(bench_config(1, model, fleet=fleet), load_private_key(priv), "fleet")
+    procs: list[subprocess.Popen] = []
+    events: dict[int, list[dict]] = {i: [] for i in range(instances)}
+    lock = threading.Condition()
+
+    def reader(i: int, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            ev["t_recv_ns"] = time.time_ns()
+            with lock:
+                events[i].append(ev)
+                lock.notify_all()
+
+    def wait_for(pred, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        with lock:
+            while not pred():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"fleet bench: timed out waiting for {what}")
+                lock.wait(min(left, 0.5))
+
+    def count(i: int, kind: str) -> int:
+        return sum(1 for e in events[i] if e.get("event") == kind)
+
+    broker = LocalBroker(work / "broker").start()
+    try:
+        t_start = time.perf_counter()
+        for i in range(instances):
+            state = work / f"vehicle-{i}"
+            (state / "models").mkdir(parents=True)
+            shutil.copyfile(model, state / "models" / f"{sha}.onnx")  # delivered earlier
+            cmd = [sys.executable, "-m", "shadowd.bench.fleet", "--instance", "--state-dir", str(state),
+                   "--trust", str(keys), "--vehicle", f"veh-{i:03d}", "--fleet", fleet,
+                   "--url", broker.url, "--cafile", str(broker.pki.cafile)]
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                    start_new_session=True)
+            procs.append(proc)
+            threading.Thread(target=reader, args=(i, proc), daemon=True).start()
+        wait_for(lambda: all(count(i, "ready") for i in range(instances)), "instances to subscribe")
+        startup_s = time.perf_counter() - t_start
+        t0_ns = time.time_ns()
+        publish_bundle(broker.endpoint(), fleet_topic(fleet), bundle)
+        wait_for(lambda: all(count(i, "applied") for i in range(instances)), "every instance to apply")
+        latencies = [next(e["t_ns"] for e in events[i] if e["event"] == "applied") - t0_ns
+                     for i in range(instances)]
+        # the same bundle again (a re-push or a retained re-delivery) must not apply twice
+        publish_bundle(broker.endpoint(), fleet_topic(fleet), bundle)
+        wait_for(lambda: all(count(i, "unchanged") for i in range(instances)), "the re-push to be ignored")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        broker.stop()
+    applied_counts = [count(i, "applied") for i in range(instances)]
+    refused = sum(count(i, "refused") for i in range(instances))
+    lat_s = [n / 1e9 for n in latencies]
+    return {
+        "instances": instances,
+        "instances_startup_s": startup_s,
+        "push_to_applied_s_p50": statistics.median(lat_s),
+        "push_to_applied_s_max": max(lat_s),
+        "applied_exactly_once": all(c == 1 for c in applied_counts),
+        "applied_counts_min_max": [min(applied_counts), max(applied_counts)],
+        "refused": refused,
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--instances", type=int, default=20, help="vehicle processes on one broker (default 20)")
+    parser.add_argument("--iterations", type=int, default=30, help="bundles applied in the latency part")
+    parser.add_argument("--timeout-s", type=float, default=180.0)
+
+
+def run(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory(prefix="shadowd-bench-fleet-") as tmp:
+        work = Path(tmp)
+        (work / "apply").mkdir()
+        (work / "fleet").mkdir()
+        apply = measure_apply(work / "apply", args.iterations)
+        fleet = run_fleet(work / "fleet", args.instances, timeout_s=args.timeout_s)
+    return {"bench": "fleet", "apply": apply, "fleet": fleet}
+
+
+# --- the instance process ------------------------------------------------------------------
+
+
+def _instance_main(argv: list[str]) -> int:
+    """One vehicle: subscriber + ConfigManager; JSON lines on stdout (ready / applied / ...)."""
+    p = argparse.ArgumentParser(prog="shadowd.bench.fleet --instance")
+    p.add_argument("--instance", action="store_true")
+    for name in ("--state-dir", "--trust", "--vehicle", "--fleet", "--url", "--cafile"):
+        p.add_argument(name, required=True)
+    p.add_argument("--platform", default="desktop")
+    a = p.parse_args(argv)
+
+    from ..core.bundle_state import VehicleIdentity
+    from ..edges.config_apply import ConfigManager
+    from ..edges.mqtt import MqttConfigSubscriber, MqttEndpoint
+
+    out_lock = threading.Lock()
+
+    def emit(**ev) -> None:
+        with out_lock:
+            print(json.dumps(ev), flush=True)
+
+    manager = ConfigManager(Path(a.state_dir), Path(a.trust), VehicleIdentity(a.vehicle, a.platform, a.fleet),
+                            _platform(a.platform))
+    manager.startup()
+    sub: MqttConfigSubscriber | None = None
+
+    def on_bundle(data: bytes, topic: str) -> None:
+        result = manager.apply(data, f"mqtt:{topic}")
+        emit(event=result.outcome, version=result.version, reason=result.reason, t_ns=time.time_ns(),
+             total_s=result.timings_s.get("total_s"))
+        if sub is not None:
+            sub.publish_status(result.as_dict())
+
+    sub = MqttConfigSubscriber(MqttEndpoint.parse(a.url, cafile=a.cafile), a.vehicle, a.fleet, on_bundle)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    sub.start()
+    if sub.subscribed.wait(60):
+        emit(event="ready", t_ns=time.time_ns())
+    stop.wait()
+    sub.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    if "--instance" in sys.argv[1:]:
+        sys.exit(_instance_main(sys.argv[1:]))
+    sys.exit("use 'shadowd bench fleet' (this module runs as a fleet instance with --instance)")

@@ -1,0 +1,526 @@
+"""ConfigManager: takes pushed bundles from any transport and turns them into running configs.
+
+    bytes ──verify (edges/bundle.py)──► admit (core/bundle_state.py: anti-rollback, validity,
+    target) ──► validate everything (triggers compile, windows fit the ring, upload section,
+    model file sha256 + I/O contract, dictionary) ──► prepare (load + warm the model beside the
+    running one) ──► PreparedConfig handed to the service, which swaps it in between two frames
+    and calls ``activated()`` ──► probation (health events, ``tick()``) ──► commit, or roll back
+    to the last known good.
+
+Rules of this file:
+1. The running config is never touched by a refusal: ``offer()`` returns an ApplyResult with
+   the reason and the running service carries on. Nothing raised here reaches the frame loop.
+2. Thread-safe: MQTT callbacks, the incoming-directory watcher and the service thread may call
+   in concurrently; one lock serialises every state change. Model warm-up runs under it too
+   (one candidate at a time is the point).
+3. Persistence goes through StateStore (atomic writes) *before* the caller is told, so a crash
+   at any moment leaves anti-rollback and the last known good intact.
+4. Teammates' validators (TRIGGERS compiler, UPLOADER's UploadConfig, PIPELINE's ModelRunner)
+   are imported inside functions: when present they run, when absent the gap is logged and
+   listed in ``PreparedConfig.unchecked`` (never silently passed).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import os
+import shutil
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.bundle_state import (ApplyState, ProbationDecision, ProbationMonitor, Slot, VehicleIdentity,
+                                 activate, admit, commit, restarted, rollback)
+from ..core.config import ServiceConfig
+from ..errors import BundleError, ConfigError, ShadowdError
+from .bundle import StateStore, TrustStore, VerifiedBundle, atomic_write, sha256_file, verify_bundle
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedConfig:
+    """A validated config with its model loaded and warmed, ready to swap in between two frames.
+
+    ``model`` is the warmed runner (PIPELINE's ModelRunner, or an onnxruntime session when that
+    is not available); ``triggers`` the compiled TriggerSet (or None); ``upload`` the parsed
+    UploadConfig (or None); ``dictionary`` the zstd dictionary bytes (or None).
+    """
+
+    config: ServiceConfig
+    payload_sha256: str
+    key_id: str
+    model_path: Path
+    model: Any = None
+    triggers: Any = None
+    upload: Any = None
+    dictionary: bytes | None = None
+    unchecked: tuple[str, ...] = ()
+    timings_s: dict = field(default_factory=dict)
+    raw: bytes = field(default=b"", repr=False)  # the signed bundle, kept on activation
+
+    @property
+    def version(self) -> int:
+        return self.config.version
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What became of one offered bundle. ``outcome``: prepared / applied / unchanged / refused."""
+
+    outcome: str
+    version: int | None
+    source: str
+    reason: str | None = None
+    detail: str = ""
+    prepared: PreparedConfig | None = None
+    timings_s: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"outcome": self.outcome, "version": self.version, "source": self.source,
+                "reason": self.reason, "detail": self.detail,
+                "timings_s": {k: round(v, 6) for k, v in self.timings_s.items()}}
+
+
+@dataclass(frozen=True)
+class ConfigRolledBack:
+    """Probation failed: swap to ``prepared`` (the last known good; None = no candidate model)."""
+
+    from_version: int
+    to_version: int | None
+    reason: str
+    detail: str
+    prepared: PreparedConfig | None
+
+
+class _Refusal(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class ConfigManager:
+    """Owns the vehicle's config lifecycle under ``state_dir`` (``config/``, ``models/``, ``incoming/``).
+
+    Args:
+        state_dir: the service's state directory (``/var/lib/shadowd``).
+        trust_dir: directory of trusted ``<key_id>.pub`` files (re-read on every offer, so a
+            rotated key takes effect without a restart).
+        identity: this vehicle's id, platform name and fleet.
+        platform: the loaded Platform profile (ring history, EPs, budgets); None skips the
+            checks that need it and lists them in ``unchecked``.
+        wall_clock_s / mono_clock_ns: clocks, injectable for tests (validity windows use the
+            wall clock; probation uses the monotonic one).
+        warm_model: load and warm the model when preparing (False only for tools that verify).
+    """
+
+    def __init__(self, state_dir: Path, trust_dir: Path, identity: VehicleIdentity, platform: Any = None, *,
+                 wall_clock_s: Callable[[], float] = time.time,
+                 mono_clock_ns: Callable[[], int] = time.monotonic_ns, warm_model: bool = True):
+        self.state_dir = Path(state_dir)
+        self.trust_dir = Path(trust_dir)
+        self.identity = identity
+        self.platform = platform
+        self.models_dir = self.state_dir / "models"
+        self.incoming_dir = self.state_dir / "incoming"
+        for d in (self.models_dir, self.incoming_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._wall = wall_clock_s
+        self._mono = mono_clock_ns
+        self._warm = warm_model
+        self._lock = threading.RLock()
+        self.store = StateStore(self.state_dir)
+        self.state: ApplyState = self.store.load()
+        self.active: PreparedConfig | None = None
+        self._last_good: PreparedConfig | None = None
+        self._monitor: ProbationMonitor | None = None
+        self._awaiting_model: tuple[bytes, str] | None = None
+        self.refusals: Counter[str] = Counter()
+        self.history: deque[dict] = deque(maxlen=64)
+
+    # --- startup -------------------------------------------------------------------------
+
+    def startup(self) -> PreparedConfig | None:
+        """Load the persisted active config (re-verified, model re-checked) for the service to run.
+
+        A restart during probation counts against the candidate; past the limit (the
+        candidate's ``max_stage_crashes``), or when the active bundle no longer loads, the last
+        known good is loaded instead. Returns None when the vehicle has no config yet.
+        """
+        with self._lock:
+            if self.state.probation is not None:
+                max_restarts = self._max_restarts_of(self.state.probation)
+                self.state, must_roll_back = restarted(self.state, max_restarts)
+                self.store.save(self.state)
+                if must_roll_back:
+                    failed = self.state.probation.version
+                    self.state = rollback(self.state)
+                    self.store.save(self.state)
+                    self._record("rolled_back", failed, "startup", "stage_crash",
+                                 f"service restarted more than {max_restarts} times during probation")
+            slot = self.state.active
+            if slot is None:
+                return None
+            try:
+                prepared = self._prepare(self._load_verified(slot), source="startup")
+            except (_Refusal, ShadowdError, OSError) as err:
+                log.error("active config v%s does not load (%s); falling back to the last known good",
+                          slot.version, err)
+                if self.state.last_good is None or self.state.last_good == slot:
+                    raise ConfigError(f"active config v{slot.version} does not load ({err}) and there "
+                                      "is no other last known good; push a new bundle") from err
+                self.state = rollback(self.state)
+                self.store.save(self.state)
+                prepared = self._prepare(self._load_verified(self.state.active), source="startup")
+            self.active = prepared
+            if self.state.probation is not None:
+                self._last_good = None
+                self._monitor = ProbationMonitor(prepared.config, self._mono())
+            return prepared
+
+    # --- offering --------------------------------------------------------------------------
+
+    def offer(self, data: bytes, source: str = "api", model_dir: Path | None = None) -> ApplyResult:
+        """Verify, admit, validate and prepare one bundle. Never raises for a bad bundle.
+
+        Returns ApplyResult ``prepared`` (swap ``result.prepared`` in, then call
+        ``activated()``), ``unchanged`` (already active) or ``refused`` (``reason`` is one of
+        core.bundle_state.REFUSAL_REASONS; the running config is untouched).
+        """
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        version = None
+        with self._lock:
+            try:
+                try:
+                    verified = verify_bundle(data, TrustStore.load(self.trust_dir))
+                except BundleError as err:
+                    raise _Refusal(err.reason, str(err)) from err
+                version = verified.config.version
+                timings["verify_s"] = time.perf_counter() - t0
+                verdict = admit(self.state, verified.config, verified.payload_sha256, self.identity, self._wall())
+                if verdict.outcome == "unchanged":
+                    return self._result("unchanged", version, source, None, verdict.detail, None, timings, t0)
+                if verdict.refused:
+                    raise _Refusal(verdict.reason, verdict.detail)
+                prepared = self._prepare(verified, source, model_dir=model_dir)
+                timings.update(prepared.timings_s)
+                return self._result("prepared", version, source, None, "", prepared, timings, t0)
+            except _Refusal as ref:
+                if ref.reason == "model_missing":
+                    self._awaiting_model = (bytes(data), source)
+                self.refusals[ref.reason] += 1
+                return self._result("refused", version, source, ref.reason, ref.detail, None, timings, t0)
+            except Exception as err:  # a validator bug must not take the service down
+                log.exception("unexpected error while applying a bundle from %s", source)
+                self.refusals["invalid_config"] += 1
+                return self._result("refused", version, source, "invalid_config",
+                                    f"internal error while validating: {type(err).__name__}: {err}",
+                                    None, timings, t0)
+
+    def activated(self, prepared: PreparedConfig) -> None:
+        """The service now runs ``prepared`` (swapped between two frames): persist, start probation."""
+        with self._lock:
+            slot = Slot(prepared.version, prepared.payload_sha256)
+            self.store.keep_bundle(prepared.payload_sha256, prepared.raw)
+            self.state = activate(self.state, slot, prepared.config.probation_s)
+            self.store.save(self.state)
+            self.store.prune(self.state)
+            self._last_good = self.active if self.state.probation is not None else None
+            self.active = prepared
+            self._monitor = (ProbationMonitor(prepared.config, self._mono())
+                             if self.state.probation is not None else None)
+            self._record("activated", prepared.version, "service", None,
+                         f"probation {prepared.config.probation_s:g} s")
+
+    def apply(self, data: bytes, source: str = "api", model_dir: Path | None = None) -> ApplyResult:
+        """``offer`` + ``activated`` at once, for holders without a frame loop (CLI, fleet bench)."""
+        result = self.offer(data, source, model_dir=model_dir)
+        if result.outcome != "prepared":
+            return result
+        t = time.perf_counter()
+        self.activated(result.prepared)
+        timings = dict(result.timings_s)
+        timings["activate_s"] = time.perf_counter() - t  # persisting the state (fsync) included
+        timings["total_s"] = timings.get("total_s", 0.0) + timings["activate_s"]
+        return ApplyResult("applied", result.version, source, None, "", result.prepared, timings)
+
+    def apply_incoming(self, incoming_dir: Path | None = None, *, activate_now: bool = False) -> list[ApplyResult]:
+        """Offer every ``*.bundle`` in the incoming directory, oldest first, then remove it.
+
+        Bundles are moved out whatever the outcome (the verdict is in ``history`` and the log),
+        so the systemd path unit stops firing. Model files beside them are offered with them.
+        A bundle refused earlier for ``model_missing`` is offered again when new files arrive.
+        Returns the results; with ``activate_now`` prepared configs are activated too.
+        """
+        incoming = Path(incoming_dir) if incoming_dir is not None else self.incoming_dir
+        results = []
+        bundles = sorted(incoming.glob("*.bundle"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+        if not bundles and self._awaiting_model is not None:
+            data, source = self._awaiting_model
+            self._awaiting_model = None
+            results.append(self._offer_or_apply(data, source + " (retry)", incoming, activate_now))
+        for path in bundles:
+            try:
+                data = path.read_bytes()
+            except OSError as err:
+                log.error("cannot read incoming bundle %s: %s", path, err)
+                continue
+            results.append(self._offer_or_apply(data, f"file:{path.name}", incoming, activate_now))
+            try:
+                path.unlink()
+            except OSError as err:
+                log.error("cannot remove processed bundle %s: %s", path, err)
+        return results
+
+    def _offer_or_apply(self, data: bytes, source: str, model_dir: Path, activate_now: bool) -> ApplyResult:
+        return (self.apply if activate_now else self.offer)(data, source, model_dir=model_dir)
+
+    # --- probation -------------------------------------------------------------------------
+
+    def report_health(self, kind: str, detail: str = "") -> ConfigRolledBack | None:
+        """The service reports ``model_error`` / ``budget_overrun`` / ``stage_crash``.
+
+        Returns a ConfigRolledBack when this event ends the candidate's probation; the service
+        must then swap to ``rolled_back.prepared``. Outside probation it only counts.
+        """
+        with self._lock:
+            if self._monitor is None:
+                return None
+            decision = self._monitor.record(kind, self._mono(), detail)
+            return self._decide(decision)
+
+    def tick(self) -> ConfigRolledBack | None:
+        """Call periodically (e.g. each second): commits the candidate once probation passed."""
+        with self._lock:
+            if self._monitor is None:
+                return None
+            return self._decide(self._monitor.tick(self._mono()))
+
+    def _decide(self, decision: ProbationDecision | None) -> ConfigRolledBack | None:
+        if decision is None:
+            return None
+        self._monitor = None
+        if decision.action == "commit":
+            self.state = commit(self.state)
+            self.store.save(self.state)
+            self.store.prune(self.state)
+            self._last_good = None  # the old model can be released now
+            self._record("committed", decision.version, "probation", None, "probation passed")
+            return None
+        self.state = rollback(self.state)
+        self.store.save(self.state)
+        prepared = self._last_good
+        if prepared is None and self.state.active is not None:
+            try:
+                prepared = self._prepare(self._load_verified(self.state.active), source="rollback")
+            except (_Refusal, ShadowdError, OSError) as err:
+                log.error("last known good v%d does not load (%s); running without a candidate",
+                          self.state.active.version, err)
+        self._last_good = None
+        self.active = prepared
+        to_version = None if self.state.active is None else self.state.active.version
+        self._record("rolled_back", decision.version, "probation", decision.reason, decision.detail)
+        log.warning("config v%d rolled back to %s: %s", decision.version,
+                    f"v{to_version}" if to_version else "no config", decision.detail)
+        return ConfigRolledBack(decision.version, to_version, decision.reason, decision.detail, prepared)
+
+    # --- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict:
+        """For ``shadowd status`` and the fleet: versions, probation, refusals by reason, history."""
+        with self._lock:
+            return {
+                "highest_version": self.state.highest_version,
+                "active_version": self.state.active.version if self.state.active else None,
+                "last_good_version": self.state.last_good.version if self.state.last_good else None,
+                "probation_version": self.state.probation.version if self.state.probation else None,
+                "probation_counts": dict(self._monitor.counts) if self._monitor else None,
+                "refusals": dict(self.refusals),
+                "history": list(self.history),
+            }
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _result(self, outcome, version, source, reason, detail, prepared, timings, t0) -> ApplyResult:
+        timings["total_s"] = time.perf_counter() - t0
+        self._record(outcome, version, source, reason, detail)
+        if outcome == "refused":
+            log.warning("config bundle from %s refused (%s): %s", source, reason, detail)
+        else:
+            log.info("config bundle v%s from %s %s in %.3f s", version, source, outcome, timings["total_s"])
+        return ApplyResult(outcome, version, source, reason, detail, prepared, dict(timings))
+
+    def _record(self, event: str, version, source, reason, detail) -> None:
+        self.history.append({"event": event, "version": version, "source": source, "reason": reason,
+                             "detail": detail, "wall_s": round(self._wall(), 3)})
+
+    def _max_restarts_of(self, slot: Slot) -> int:
+        try:
+            return self._load_verified(slot).config.budgets.max_stage_crashes
+        except (_Refusal, ShadowdError, OSError):
+            return 0
+
+    def _load_verified(self, slot: Slot) -> VerifiedBundle:
+        try:
+            data = self.store.read_bundle(slot.payload_sha256)
+        except OSError as err:
+            raise ConfigError(f"stored bundle for v{slot.version} is missing: {err}") from err
+        try:
+            return verify_bundle(data, TrustStore.load(self.trust_dir))
+        except BundleError as err:
+            raise _Refusal(err.reason, f"stored v{slot.version}: {err}") from err
+
+    def _prepare(self, verified: VerifiedBundle, source: str, model_dir: Path | None = None) -> PreparedConfig:
+        cfg = verified.config
+        timings: dict[str, float] = {}
+        unchecked: list[str] = []
+        t = time.perf_counter()
+        triggers = self._validate_triggers(cfg, unchecked)
+        self._validate_windows(cfg, triggers, unchecked)
+        upload = self._validate_upload(cfg, unchecked)
+        dictionary = self._resolve_dictionary(cfg, model_dir)
+        model_path = self._resolve_model(cfg, model_dir)
+        timings["validate_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        model = self._load_model(model_path, unchecked) if self._warm else None
+        timings["model_warm_s"] = time.perf_counter() - t
+        for gap in unchecked:
+            log.warning("config v%d: %s", cfg.version, gap)
+        return PreparedConfig(cfg, verified.payload_sha256, verified.key_id, model_path, model, triggers,
+                              upload, dictionary, tuple(unchecked), timings, raw=verified.raw)
+
+    def _validate_triggers(self, cfg: ServiceConfig, unchecked: list[str]) -> Any:
+        try:
+            from ..core.triggers import compile_triggers
+        except ImportError:
+            if cfg.triggers:
+                unchecked.append("trigger expressions not compiled: shadowd.core.triggers is not available")
+            return None
+        try:
+            return compile_triggers([dict(t) for t in cfg.triggers])
+        except ConfigError as err:
+            raise _Refusal("invalid_config", f"triggers: {err}") from err
+
+    def _validate_windows(self, cfg: ServiceConfig, triggers: Any, unchecked: list[str]) -> None:
+        if self.platform is None:
+            unchecked.append("clip windows not checked against the ring history: no platform given")
+            return
+        from ..core.clips import validate_windows
+
+        pre_s = max(cfg.windows.pre_s, float(getattr(triggers, "max_pre_s", 0.0) or 0.0))
+        post_s = max(cfg.windows.post_s, float(getattr(triggers, "max_post_s", 0.0) or 0.0))
+        try:
+            validate_windows(pre_s, post_s, self.platform.history_window_s, max_clip_s=cfg.windows.max_clip_s)
+        except ConfigError as err:
+            raise _Refusal("invalid_config", f"windows: {err}") from err
+
+    def _validate_upload(self, cfg: ServiceConfig, unchecked: list[str]) -> Any:
+        if not cfg.upload:
+            return None
+        try:
+            from .uploader import UploadConfig
+        except ImportError:
+            unchecked.append("upload section not validated: shadowd.edges.uploader is not available")
+            return None
+        try:
+            return UploadConfig.from_dict(dict(cfg.upload))
+        except ConfigError as err:
+            raise _Refusal("invalid_config", f"upload: {err}") from err
+
+    def _resolve_dictionary(self, cfg: ServiceConfig, model_dir: Path | None) -> bytes | None:
+        ref = cfg.compression_dictionary
+        if ref is None:
+            return None
+        if ref.inline_b64 is not None:
+            try:
+                data = base64.b64decode(ref.inline_b64, validate=True)
+            except (binascii.Error, ValueError) as err:
+                raise _Refusal("invalid_config", f"compression_dictionary.inline_b64 is not base64: {err}") from err
+        else:
+            candidates = [d / ref.file_name for d in (model_dir, self.incoming_dir) if d is not None]
+            path = next((p for p in candidates if p.is_file()), None)
+            if path is None:
+                raise _Refusal("invalid_config", f"compression dictionary {ref.file_name!r} was not delivered "
+                               f"beside the bundle (looked in {[str(p.parent) for p in candidates]})")
+            data = path.read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != ref.sha256:
+            raise _Refusal("invalid_config", f"compression dictionary sha256 is {actual}, the bundle says "
+                           f"{ref.sha256}; deliver the dictionary the bundle was signed for")
+        return data
+
+    def _resolve_model(self, cfg: ServiceConfig, model_dir: Path | None) -> Path:
+        """Find the model by sha256: the store first, else the delivered file (moved into the store)."""
+        want = cfg.model.sha256
+        stored = self.models_dir / f"{want}.onnx"
+        if stored.is_file():
+            actual = sha256_file(stored)
+            if actual == want:
+                return stored
+            log.error("model store file %s is corrupt (sha256 %s); looking for a fresh copy", stored, actual)
+        candidates = [d / cfg.model.file_name for d in dict.fromkeys([model_dir, self.incoming_dir]) if d]
+        delivered = next((p for p in candidates if p.is_file()), None)
+        if delivered is None:
+            if stored.is_file():
+                raise _Refusal("model_hash_mismatch", f"model store file {stored} does not hash to {want} "
+                               "(corrupt on disk) and no fresh copy was delivered; deliver the model again")
+            raise _Refusal("model_missing", f"model {cfg.model.file_name} (sha256 {want}) is neither in the "
+                           f"model store {self.models_dir} nor beside the bundle; deliver it with the bundle")
+        actual = sha256_file(delivered)
+        if actual != want:
+            raise _Refusal("model_hash_mismatch", f"delivered model {delivered.name} has sha256 {actual}, the "
+                           f"bundle says {want}; deliver the model file the bundle was signed for")
+        tmp = stored.with_suffix(".onnx.tmp")
+        shutil.copyfile(delivered, tmp)
+        os.replace(tmp, stored)
+        if sha256_file(stored) != want:  # the copy itself must not be trusted blindly
+            raise _Refusal("model_hash_mismatch", f"model copy {stored} does not hash to {want}; disk error?")
+        return stored
+
+    def _load_model(self, path: Path, unchecked: list[str]) -> Any:
+        try:
+            from .model_runner import ModelRunner
+        except ImportError:
+            ModelRunner = None
+        if ModelRunner is not None and self.platform is not None:
+            try:
+                runner = ModelRunner(path, self.platform)
+                warm = getattr(runner, "warm_up", None)
+                if callable(warm):
+                    warm()
+                return runner
+            except ShadowdError as err:
+                raise _Refusal("invalid_config", f"model {path.name}: {err}") from err
+        unchecked.append("model I/O contract not checked against the platform: "
+                         + ("shadowd.edges.model_runner is not available" if ModelRunner is None
+                            else "no platform given"))
+        return _warm_plain_session(path)
+
+
+def _warm_plain_session(path: Path) -> Any:
+    """Load ``path`` with onnxruntime (CPU) and run it once on zeros, as a stand-in warm-up."""
+    import numpy as np
+    import onnxruntime as ort
+
+    try:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        feeds = {}
+        for inp in session.get_inputs():
+            shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+            dtype = np.float32 if "float" in inp.type else np.int64
+            feeds[inp.name] = np.zeros(shape, dtype=dtype)
+        session.run(None, feeds)
+        return session
+    except Exception as err:  # onnxruntime raises its own exception types
+        raise _Refusal("invalid_config", f"model {path.name} does not load or run in onnxruntime: {err}") from err
