@@ -1,10 +1,46 @@
-# Placeholder until the ring core lands (issue 2): compiles a trivial ABI probe so the
-# package builds.
+"""cffi build of ``shadowd._native`` (out-of-line API mode) from native/.
+
+Not installed (the cryptography ``_cffi_src`` model): setup.py names it in ``cffi_modules``.
+The cdef is the part of include/shadowd/ring.h between the ``cffi-begin`` and ``cffi-end``
+markers, so the header is the one declaration of the API (cryptography's padding.h model);
+the sources are compiled into the extension, nothing is linked from the system.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
 from cffi import FFI
 
+NATIVE = pathlib.Path(__file__).resolve().parent
+HEADER = NATIVE / "include" / "shadowd" / "ring.h"
+SOURCES = [NATIVE / "src" / "ring.c"]
+
+
+def cdef_text(header: pathlib.Path = HEADER) -> str:
+    """The cffi-parsable slice of the header (between the cffi-begin/cffi-end markers)."""
+    text = header.read_text()
+    match = re.search(r"/\* cffi-begin \*/(.*)/\* cffi-end \*/", text, re.S)
+    if not match:
+        raise RuntimeError(f"{header}: cffi-begin/cffi-end markers not found")
+    return match.group(1)
+
+
 ffibuilder = FFI()
-ffibuilder.cdef("int shadowd_ring_abi_version(void);")
-ffibuilder.set_source("shadowd._native", "int shadowd_ring_abi_version(void) { return 0; }")
+ffibuilder.cdef(cdef_text())
+ffibuilder.set_source(
+    "shadowd._native",
+    '#include "shadowd/ring.h"\n',
+    sources=[str(p.relative_to(NATIVE.parent)) for p in SOURCES],
+    include_dirs=[str(NATIVE / "include"), str(NATIVE / "src")],
+    extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra"],
+)
 
 if __name__ == "__main__":
-    ffibuilder.compile(verbose=True)
+    import os
+
+    # In-place build for development: writes shadowd/_native.c and the .so next to the
+    # package (both git-ignored), as `pip install -e .` does.
+    os.chdir(NATIVE.parent)
+    print(ffibuilder.compile(tmpdir=".", target="_native.abi3.so", verbose=False))
