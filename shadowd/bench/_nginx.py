@@ -159,7 +159,7 @@ pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 256; }}
 http {{
-    log_format up '$request_method $uri $status $request_length $body_bytes_sent';
+    log_format up '$request_method $uri $status $request_length $http_x_amz_checksum_sha256';
     access_log {d}/access.log up;
     client_body_temp_path {body_temp};
     proxy_temp_path {d}/proxy_temp; fastcgi_temp_path {d}/fastcgi_temp;

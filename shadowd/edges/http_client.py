@@ -97,8 +97,8 @@ class HttpClient:
         pin_sha256: tuple[str, ...] = (),
         timeout_s: float = 30.0,
     ):
-        self._ctx: ssl.SSLContext | None = None
-        self._tls_args = (ca_file, client_cert, client_key)
+        # built now, so unreadable TLS files are a ConfigError at startup, not at first upload
+        self._ctx = make_ssl_context(ca_file, client_cert, client_key)
         self._pins = frozenset(pin_sha256)
         self._timeout_s = timeout_s
         self._conns: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
@@ -108,11 +108,6 @@ class HttpClient:
 
     # -- connections ---------------------------------------------------------------------------
 
-    def _context(self) -> ssl.SSLContext:
-        if self._ctx is None:
-            self._ctx = make_ssl_context(*self._tls_args)
-        return self._ctx
-
     def _connection(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
         key = (scheme, host, port)
         conn = self._conns.get(key)
@@ -121,7 +116,7 @@ class HttpClient:
             conn = None
         if conn is None or conn.sock is None:
             if scheme == "https":
-                conn = http.client.HTTPSConnection(host, port, timeout=self._timeout_s, context=self._context())
+                conn = http.client.HTTPSConnection(host, port, timeout=self._timeout_s, context=self._ctx)
             else:
                 conn = http.client.HTTPConnection(host, port, timeout=self._timeout_s)
             try:

@@ -224,6 +224,7 @@ class Uploader:
                 out[name] = self._counters[name]
             out["failures"] = {"__label__": "cause", **dict(self._failures)}
             out["gated"] = self._gated
+            out["connections"] = self._http.connects
             out["budget_used_today_bytes"] = self._budget.used_bytes
             out["budget_daily_bytes"] = self.config.daily_budget_bytes
             out["bandwidth_cap_bytes_per_s"] = self.config.bandwidth_bytes_per_s
@@ -419,8 +420,10 @@ class Uploader:
     def _already_there(self, st: _ClipState, url: str, now: float) -> bool:
         head_url = url if st.mode == "single" else _suffixed(url, ".manifest.json")
         resp = self._request("HEAD", head_url, None, now)
+        if resp.status >= 500:
+            self._check(resp, f"HEAD {head_url}")  # the server is failing: do not send a body
         if resp.status != 200:
-            return False
+            return False  # 404, or 403 from a URL presigned for PUT only: send it
         if st.mode == "multipart":
             return True  # the manifest is the commit point: only written after every part
         return int(resp.headers.get("content-length", -1)) == st.size_bytes
@@ -430,7 +433,7 @@ class Uploader:
             return
         s = resp.status
         detail = resp.body[:200].decode("utf-8", "replace").strip().replace("\n", " ")
-        if s == 507 or s == 413:
+        if s == 507:
             raise UploadError(f"{what}: server has no room (HTTP {s}); will retry", True, "disk_full")
         if s >= 500:
             raise UploadError(f"{what}: server error HTTP {s} {detail!r}; will retry", True, "http_5xx")
