@@ -11,7 +11,10 @@ Rules:
 - Time only arrives as arguments (``now_ns``); the session reads no clock and starts no thread.
 - A failed inference or clip build is counted and logged, never raised: the session keeps
   running what still can run (the core sees a missing prediction, the clip is skipped).
-- Everything a clip needs to say where it came from is in ``Provenance``.
+- Everything a clip needs to say where it came from is in ``Provenance`` (the clip format's
+  own type, ``shadowd.clip.Provenance``).
+- Clip content is deterministic: predictions and divergences go into clips without their
+  wall-clock latency, so replaying the same inputs gives byte-identical clips.
 """
 
 from __future__ import annotations
@@ -19,33 +22,20 @@ from __future__ import annotations
 import logging
 from bisect import bisect_left, bisect_right
 from collections import Counter, deque
-from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
-from .core.signals import frame_dtype
+from .clip import Provenance, build_clip, encode_clip
 from .core.types import ClipSpec, Divergence, History, Prediction, TriggerFired
 from .errors import ShadowdError
+
+__all__ = ["BoundedHistory", "ClipSink", "Executor", "InlineExecutor", "Provenance", "Session"]
 
 log = logging.getLogger(__name__)
 
 ClipSink = Callable[[ClipSpec, bytes], None]
 """Receives each sealed clip and its encoded bytes: replay writes a file, the daemon spools it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Provenance:
-    """What produced a clip; written into every clip and every replay report."""
-
-    vehicle_id: str
-    platform: str
-    model_sha256: str
-    config_version: int | str
-    software_version: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Executor(Protocol):
@@ -99,14 +89,16 @@ class BoundedHistory:
         return sorted(self._chunks)
 
     def frames(self, topic: str, t0_ns: int, t1_ns: int) -> np.ndarray:
+        if topic not in self._chunks:
+            raise KeyError(topic)
         parts = []
-        for c in self._chunks.get(topic, ()):
+        for c in self._chunks[topic]:
             t = c["t_ns"]
             if int(t[-1]) < t0_ns or int(t[0]) > t1_ns:
                 continue
             parts.append(c[np.searchsorted(t, t0_ns, "left"): np.searchsorted(t, t1_ns, "right")])
         if not parts:
-            return np.zeros(0, frame_dtype(topic))
+            return self._chunks[topic][0][:0]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
@@ -136,6 +128,46 @@ class _Trace:
 
     def between(self, t0_ns: int, t1_ns: int) -> list[Any]:
         return self._items[bisect_left(self._t, t0_ns): bisect_right(self._t, t1_ns)]
+
+
+def predictions_array(preds: list[Prediction]) -> np.ndarray:
+    """Predictions as a clip stream: ``t_ns`` then ``<control>_h<k>`` per horizon step and
+    ``traj_x_m_h<k>`` / ``traj_y_m_h<k>`` (latency is left out: it is not deterministic)."""
+    fields: list[tuple[str, str]] = [("t_ns", "<i8")]
+    if preds:
+        p0 = preds[0]
+        for name in sorted(p0.controls):
+            fields += [(f"{name}_h{k}", "<f4") for k in range(len(p0.controls[name]))]
+        if p0.trajectory_xy_m is not None:
+            for k in range(len(p0.trajectory_xy_m)):
+                fields += [(f"traj_x_m_h{k}", "<f4"), (f"traj_y_m_h{k}", "<f4")]
+    out = np.zeros(len(preds), np.dtype(fields))
+    for i, p in enumerate(preds):
+        row = out[i]
+        row["t_ns"] = p.t_ns
+        for name, v in p.controls.items():
+            for k, x in enumerate(v):
+                key = f"{name}_h{k}"
+                if key in out.dtype.names:
+                    row[key] = x
+        if p.trajectory_xy_m is not None:
+            for k, (x, y) in enumerate(p.trajectory_xy_m):
+                if f"traj_x_m_h{k}" in out.dtype.names:
+                    row[f"traj_x_m_h{k}"] = x
+                    row[f"traj_y_m_h{k}"] = y
+    return out
+
+
+def divergences_array(divs: list[Divergence]) -> np.ndarray:
+    """Divergences as a clip stream: ``t_ns``, ``score`` and every metric (sorted by name)."""
+    names = sorted({m for d in divs for m in d.metrics})
+    out = np.zeros(len(divs), np.dtype([("t_ns", "<i8"), ("score", "<f4")] + [(m, "<f4") for m in names]))
+    for i, d in enumerate(divs):
+        out[i]["t_ns"] = d.t_ns
+        out[i]["score"] = d.score
+        for m in names:
+            out[i][m] = d.metrics.get(m, np.nan)
+    return out
 
 
 class Session:
@@ -176,7 +208,7 @@ class Session:
         self.platform = platform
         self.model = model
         self.provenance = provenance
-        tick_hz = _tick_hz(platform, model)
+        tick_hz = getattr(platform, "trigger_tick_hz", None)
         self.core = ShadowCore(model.contract, triggers, **({"tick_hz": tick_hz} if tick_hz else {}))
         self.windows = _clip_windows(ClipWindows, triggers, windows)
         if retention_s is None:
@@ -261,16 +293,14 @@ class Session:
     # -- clips -------------------------------------------------------------------------
 
     def _seal(self, spec: ClipSpec, events: list[Any]) -> None:
-        from .clip import build_clip, encode_clip
-
         events.append(spec)
         try:
             clip = build_clip(
                 spec,
                 self.history,
                 extra_streams={
-                    "predictions": self._predictions.between(spec.t0_ns, spec.t1_ns),
-                    "divergence": self._divergences.between(spec.t0_ns, spec.t1_ns),
+                    "predictions": predictions_array(self._predictions.between(spec.t0_ns, spec.t1_ns)),
+                    "divergence": divergences_array(self._divergences.between(spec.t0_ns, spec.t1_ns)),
                 },
                 provenance=self.provenance,
             )
@@ -298,17 +328,7 @@ def _clip_windows(cls: Any, triggers: Any, windows: Any) -> Any:
         from .core.config import ClipWindows as _Defaults
 
         windows = _Defaults()
-    pre_s, post_s = float(windows.pre_s), float(windows.post_s)
-    for t in triggers if isinstance(triggers, (list, tuple)) else getattr(triggers, "triggers", ()):
-        pre_s = max(pre_s, float(getattr(t, "pre_s", 0.0) or 0.0))
-        post_s = max(post_s, float(getattr(t, "post_s", 0.0) or 0.0))
+    pre_s = max(float(windows.pre_s), float(getattr(triggers, "max_pre_s", 0.0)))
+    post_s = max(float(windows.post_s), float(getattr(triggers, "max_post_s", 0.0)))
     max_clip_s = max(float(getattr(windows, "max_clip_s", 0.0) or 0.0), pre_s + post_s)
     return cls(pre_s, post_s, max_clip_s=max_clip_s)
-
-
-def _tick_hz(platform: Any, model: Any) -> float | None:
-    for obj, attr in ((platform, "tick_hz"), (getattr(model, "contract", None), "rate_hz")):
-        v = getattr(obj, attr, None)
-        if isinstance(v, (int, float)) and v > 0:
-            return float(v)
-    return None

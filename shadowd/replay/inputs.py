@@ -204,9 +204,11 @@ def read_labels(path: Path, drive: Drive) -> tuple[Label, ...]:
 # ----------------------------------------------------------------------------- CAN logs
 
 def _read_can(path: Path, platform: Any) -> Drive:
-    from ..edges.can_ingest import decode_can_log
+    from ..edges.can_ingest import decode_raw_log, read_can_log
 
-    topics, stats = decode_can_log(path, platform)
+    raw = read_can_log(path)
+    raw.channels = map_numeric_channels(raw.channels, platform, one_based=path.suffix.lower() == ".trc")
+    topics, stats = decode_raw_log(raw, platform)
     topics = {t: _sorted(a) for t, a in topics.items()}
     decoded = sum(len(a) for t, a in topics.items() if t != RAW_TOPIC)
     if decoded == 0:
@@ -221,6 +223,27 @@ def _read_can(path: Path, platform: Any) -> Drive:
         topics["imu"] = imu
         notes["imu_sidecar"] = str(path.parent / "imu")
     return Drive(path_name(path), "can", topics, notes=notes)
+
+
+def map_numeric_channels(channels: list[str], platform: Any, *, one_based: bool) -> list[str]:
+    """Give numeric log channels the platform's channel names.
+
+    candump logs name channels (``can0``); ASC/BLF/TRC logs number them. python-can reads ASC
+    and BLF channels 0-based and TRC channels 1-based, so channel N is the platform channel
+    ``can<N>`` (``can<N-1>`` for TRC). Named channels and logs already using the platform's
+    names are left alone.
+    """
+    names = {b.channel for b in getattr(platform, "buses", ())}
+    if any(c in names for c in channels):
+        return list(channels)
+    out = []
+    for c in channels:
+        if c.isdigit():
+            n = int(c) - (1 if one_based else 0)
+            out.append(f"can{n}")
+        else:
+            out.append(c)
+    return out
 
 
 def _stats_text(stats: Any) -> str:
@@ -337,23 +360,22 @@ def _read_mcap(path: Path) -> Drive:
         from mcap.reader import make_reader
     except ImportError as err:  # pragma: no cover - mcap is in the test extra
         raise ReplayError(f"{path}: MCAP inputs need the mcap package; pip install 'shadowd[mcap]'") from err
-    decoders = []
-    try:
-        from mcap_protobuf.decoder import DecoderFactory
-
-        decoders.append(DecoderFactory())
-    except ImportError:  # pragma: no cover
-        pass
     rows: dict[str, list[dict[str, float]]] = {}
     skipped: dict[str, int] = {}
     with path.open("rb") as fh:
-        reader = make_reader(fh, decoder_factories=decoders)
-        for schema, channel, message, decoded in _iter_mcap(reader, path):
+        try:
+            reader = make_reader(fh)
+        except Exception as err:  # the mcap package raises its own types (InvalidMagic, ...)
+            raise ReplayError(f"{path}: not an MCAP file ({type(err).__name__}: {err})") from err
+        decoders: dict[int, Any] = {}
+        for schema, channel, message in _iter_mcap(reader, path):
             topic = _topic_of_channel(channel.topic)
             if topic is None or topic == RAW_TOPIC:
                 skipped[channel.topic] = skipped.get(channel.topic, 0) + 1
                 continue
-            fields = _message_fields(decoded)
+            if channel.id not in decoders:
+                decoders[channel.id] = _decoder(path, channel, schema)
+            fields = _message_fields(decoders[channel.id](message.data))
             fields.setdefault("t_ns", message.log_time)
             rows.setdefault(topic, []).append(fields)
     topics = {}
@@ -373,10 +395,28 @@ def _read_mcap(path: Path) -> Drive:
     return Drive(path_name(path), "mcap", topics, notes=notes)
 
 
+def _decoder(path: Path, channel: Any, schema: Any):
+    """bytes -> message for a channel: JSON natively, protobuf through mcap_protobuf."""
+    enc = channel.message_encoding
+    if enc == "json":
+        return json.loads
+    if enc == "protobuf" and schema is not None:
+        try:
+            from mcap_protobuf.decoder import DecoderFactory
+        except ImportError as err:  # pragma: no cover - in the mcap extra
+            raise ReplayError(f"{path}: protobuf MCAP channels need mcap-protobuf-support; "
+                              f"pip install 'shadowd[mcap]'") from err
+        dec = DecoderFactory().decoder_for(enc, schema)
+        if dec is not None:
+            return dec
+    raise ReplayError(f"{path}: channel {channel.topic!r} has message encoding {enc!r}; replay reads "
+                      f"json and protobuf channels (export with shadowd clip export --mcap)")
+
+
 def _iter_mcap(reader: Any, path: Path):
     try:
-        for schema, channel, message, decoded in reader.iter_decoded_messages(log_time_order=True):
-            yield schema, channel, message, decoded
+        for schema, channel, message in reader.iter_messages(log_time_order=True):
+            yield schema, channel, message
     except ReplayError:
         raise
     except Exception as err:  # the mcap reader raises many private types on corrupt files
@@ -421,7 +461,8 @@ def clip_topics_and_origin(clip: Any) -> tuple[dict[str, np.ndarray], dict[str, 
         v = getattr(spec, attr, None) if spec is not None else getattr(clip, attr, None)
         if v is not None:
             origin[attr] = int(v)
-    div = _plain(getattr(clip, "divergence", None))
-    if div is not None:
-        origin["divergence"] = div
+    div = dict(streams).get("divergence")
+    if div is not None and len(div) and "score" in (div.dtype.names or ()):
+        origin["divergence_mean"] = round(float(np.nanmean(div["score"])), 6)
+        origin["divergence_max"] = round(float(np.nanmax(div["score"])), 6)
     return topics, origin

@@ -21,22 +21,39 @@ from typing import Any, Callable
 
 from ..errors import ConfigError
 
-_LITERAL = re.compile(r"(?<![A-Za-z0-9_.])(\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![A-Za-z0-9_.])")
+_NUMBER = re.compile(r"(?<![A-Za-z0-9_.])(\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![A-Za-z0-9_.])")
+_UNARY_BEFORE = re.compile(r"(^|[(<>=,*/+!-]|\band|\bor|\bnot)\s*-\s*$")
+
+
+def _literals(expr: str) -> list[tuple[int, int, float]]:
+    """(start, end, value) of each numeric literal; a unary minus belongs to its literal.
+
+    Durations (``0.2s``) and digits inside names are not literals.
+    """
+    out = []
+    for m in _NUMBER.finditer(expr):
+        start, value = m.start(), float(m.group(0))
+        u = _UNARY_BEFORE.search(expr[: m.start()])
+        if u is not None:
+            start = expr.rindex("-", 0, m.start())
+            value = -value
+        out.append((start, m.end(), value))
+    return out
 
 
 def expression_literals(expr: str) -> list[float]:
     """The numeric literals of a trigger expression, in order: ``threshold:N`` indexes them."""
-    return [float(m.group(0)) for m in _LITERAL.finditer(expr)]
+    return [v for _, _, v in _literals(expr)]
 
 
 def set_expression_literal(expr: str, n: int, value: float) -> str:
     """``expr`` with its N-th numeric literal replaced by ``value`` (ConfigError if none)."""
-    matches = list(_LITERAL.finditer(expr))
-    if not 0 <= n < len(matches):
-        raise ConfigError(f"--sweep threshold:{n}: expression {expr!r} has {len(matches)} numeric "
-                          f"literal(s) {[m.group(0) for m in matches]}; use threshold:0..{len(matches) - 1}")
-    m = matches[n]
-    return expr[: m.start()] + repr(float(value)) + expr[m.end():]
+    lits = _literals(expr)
+    if not 0 <= n < len(lits):
+        raise ConfigError(f"--sweep threshold:{n}: expression {expr!r} has {len(lits)} numeric "
+                          f"literal(s) {[v for _, _, v in lits]}; use threshold:0..{max(len(lits) - 1, 0)}")
+    start, end, _ = lits[n]
+    return expr[:start] + repr(float(value)) + expr[end:]
 
 
 @dataclass(frozen=True)

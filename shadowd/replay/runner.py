@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..core.signals import TOPICS, frame_dtype
+from ..clip import ArrayHistory, Provenance, TriggerDef
 from ..core.types import ClipSpec, Divergence, TriggerFired
 from ..errors import ConfigError, ReplayError, ShadowdError
-from ..session import Provenance, Session
+from ..session import Session
 from .inputs import Drive, read_input
 
 NS = 1_000_000_000
@@ -170,35 +170,12 @@ def load_model(path: str, platform: Any) -> Any:
 
 
 def required_signals(model: Any) -> list[str]:
-    contract = getattr(model, "contract", None)
-    for attr in ("required_signals", "input_signals", "signals"):
-        v = getattr(contract, attr, None)
-        if callable(v):
-            v = v()
-        if v:
-            return sorted(v)
-    return []
+    """Signals an input must carry: the model's inputs and the controls it is scored on."""
+    c = getattr(model, "contract", None)
+    return sorted(set(getattr(c, "signals", ())) | set(getattr(c, "control_signals", ())))
 
 
 # ----------------------------------------------------------------------------- history
-
-class DriveHistory:
-    """History over a whole recorded drive (replay has it all in memory): no copies."""
-
-    def __init__(self, topics: dict[str, np.ndarray]):
-        self._topics = topics
-        self._t = {k: a["t_ns"] for k, a in topics.items()}
-
-    def topics(self) -> list[str]:
-        return sorted(self._topics)
-
-    def frames(self, topic: str, t0_ns: int, t1_ns: int) -> np.ndarray:
-        a = self._topics.get(topic)
-        if a is None:
-            return np.zeros(0, frame_dtype(topic))
-        t = self._t[topic]
-        return a[np.searchsorted(t, t0_ns, "left"): np.searchsorted(t, t1_ns, "right")]
-
 
 # ----------------------------------------------------------------------------- the loop
 
@@ -239,11 +216,19 @@ def build_session(model: Any, platform: Any, opts: ReplayOptions, sink: Any, his
         vehicle_id=opts.vehicle_id,
         platform=getattr(platform, "name", str(opts.platform)),
         model_sha256=model_sha256(model),
-        config_version=tc.version,
+        config_version=tc.version if isinstance(tc.version, int) else 0,
         software_version=__version__,
+        triggers=tuple(_trigger_def(d) for d in defs),
+        extra={"config": Path(tc.source).name if tc.source != "builtin" else "builtin", "producer": "replay"},
     )
     return Session(platform, model, compile_triggers(defs), sink=sink, provenance=prov,
                    history=history, windows=tc.windows)
+
+
+def _trigger_def(d: dict[str, Any]) -> TriggerDef:
+    params = {k: float(v) for k, v in sorted(d.items())
+              if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return TriggerDef(name=str(d.get("name", "")), expr=str(d.get("expr", "")), params=params)
 
 
 def model_sha256(model: Any) -> str:
@@ -257,7 +242,7 @@ def run_drive(index: int, drive: Drive, model: Any, platform: Any, opts: ReplayO
     """Feed a drive through a fresh Session; returns the per-input result (see module doc)."""
     clips: list[tuple[ClipSpec, bytes]] = []
     session = build_session(model, platform, opts, lambda spec, data: clips.append((spec, data)),
-                            DriveHistory(drive.topics))
+                            ArrayHistory(drive.topics))
     t0_ns, t1_ns = drive.t0_ns, drive.t1_ns
     chunk_ns = max(1, int(opts.chunk_s * NS))
     names = sorted(drive.topics)
