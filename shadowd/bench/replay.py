@@ -1,0 +1,84 @@
+"""Replay throughput: hours of driving replayed per wall-clock second, one worker vs all cores.
+
+Inputs are copies of the bundled real RAV4 minute (raw CAN + IMU sidecar), each decoded from
+scratch (decoding is part of replay; nothing is cached between inputs). The reference model
+and the built-in triggers run as in ``shadowd replay``. Peers in the same run: the share of
+wall time spent decoding vs in the Session, and the scaling from 1 to N workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "rav4"
+LOG = DATA / "c2k19_rav4_seg40.candump.log"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--copies", type=int, default=8, help="copies of the real minute per run (default 8)")
+    parser.add_argument("--workers", type=int, default=0, help="workers for the parallel run (0 = all cores)")
+    parser.add_argument("--model", default=None, help="model (default: the bundled reference model)")
+
+
+def _inputs(tmp: Path, copies: int) -> list[Path]:
+    shutil.copytree(DATA / "imu", tmp / "imu")
+    paths = []
+    for i in range(copies):
+        p = tmp / f"drive{i:03d}.candump.log"
+        shutil.copy(LOG, p)
+        paths.append(p)
+    return paths
+
+
+def _run(paths: list[Path], workers: int, model: str | None) -> dict:
+    from shadowd.replay.parallel import replay_all
+    from shadowd.replay.runner import ReplayOptions, default_model_path
+
+    opts = ReplayOptions(model_path=model or default_model_path(), keep_clip_bytes=False)
+    t0 = time.perf_counter()
+    results = replay_all(paths, opts, workers=workers)
+    wall_s = time.perf_counter() - t0
+    failed = [r["error"] for r in results if r["status"] != "ok"]
+    if failed:
+        raise RuntimeError(f"bench inputs failed: {failed[0]}")
+    driven_s = sum(r["duration_s"] for r in results)
+    read_s = sum(r["timing"].get("read_s", 0.0) for r in results)
+    run_s = sum(r["timing"].get("run_s", 0.0) for r in results)
+    return {
+        "workers": workers,
+        "inputs": len(results),
+        "driven_s": round(driven_s, 2),
+        "wall_s": round(wall_s, 3),
+        "x_realtime": round(driven_s / wall_s, 1),
+        "driven_h_per_wall_s": round(driven_s / 3600.0 / wall_s, 4),
+        "decode_s_per_driven_min": round(read_s / driven_s * 60.0, 4),
+        "session_s_per_driven_min": round(run_s / driven_s * 60.0, 4),
+        "clips": sum(len(r["clips"]) for r in results),
+        "predictions": sum(r["counters"].get("predictions", 0) for r in results),
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    workers = args.workers or os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="shadowd-bench-replay-") as tmp:
+        paths = _inputs(Path(tmp), max(args.copies, 1))
+        from shadowd.replay.runner import load_model, load_platform, ReplayOptions, default_model_path
+
+        load_model(args.model or default_model_path(), load_platform(ReplayOptions().platform))  # warm-up
+        one = _run(paths, 1, args.model)
+        many = _run(paths, workers, args.model)
+    return {
+        "bench": "replay",
+        "cpu_count": os.cpu_count(),
+        "one_worker": one,
+        "all_workers": many,
+        "scaling": round(many["x_realtime"] / one["x_realtime"], 2),
+        "scaling_efficiency": round(many["x_realtime"] / one["x_realtime"] / workers, 2),
+        "target_x_realtime_per_core": 1000,
+        "meets_target": one["x_realtime"] >= 1000,
+    }
