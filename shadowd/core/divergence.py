@@ -1,0 +1,139 @@
+"""Divergence scoring: a prediction against what the human really did over its horizon.
+
+Pure numpy; docs/divergence.md is the reference (keep in sync). A prediction made at ``t0``
+is scored only once the vehicle history reaches ``t0 + horizon``; its score depends only on
+the prediction and that history, never on how frames or predictions were batched.
+
+Metrics (``METRIC_NAMES``; the trigger language sees them by these names):
+
+* ``steer_err_deg``: mean |predicted - realized| steering-wheel angle over the horizon steps.
+* ``accel_err_mps2``: mean |predicted - realized| longitudinal acceleration.
+* ``ade_m`` / ``fde_m``: average / final displacement between the predicted trajectory and
+  the realized path, obtained by integrating the human's speed and yaw rate from ``t0``
+  (ego motion, vehicle frame at ``t0``: x forward, y left).
+* normalized terms (dimensionless, 1.0 = at tolerance):
+  ``steer_err_norm = steer_err_deg / steer_tol_deg(v)`` where the tolerance is the wheel
+  angle that produces ``lat_accel_tol_mps2`` of lateral acceleration at the mean realized speed
+  v (bicycle model: a_lat = v^2 * delta_road / wheelbase, delta_road = wheel / steer_ratio),
+  clipped to [steer_tol_min_deg, steer_tol_max_deg] -- so 1 deg at 120 km/h weighs ~140x
+  more than at 10 km/h; ``accel_err_norm = accel_err_mps2 / accel_tol_mps2``;
+  ``traj_err_norm = ade_m / (pos_tol_m + pos_tol_frac * distance travelled)``.
+* ``divergence``: root mean square of the normalized terms the model provides.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .types import Divergence, Prediction
+
+METRIC_NAMES = ("divergence", "steer_err_deg", "steer_err_norm", "accel_err_mps2",
+                "accel_err_norm", "ade_m", "fde_m", "traj_err_norm")
+
+_INTEGRATION_STEP_S = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class ScorerConfig:
+    steer_ratio: float = 16.0
+    wheelbase_m: float = 2.7
+    lat_accel_tol_mps2: float = 0.5
+    steer_tol_min_deg: float = 0.5
+    steer_tol_max_deg: float = 45.0
+    accel_tol_mps2: float = 1.0
+    pos_tol_m: float = 0.5
+    pos_tol_frac: float = 0.05
+
+
+def steer_tolerance_deg(speed_mps, cfg: ScorerConfig = ScorerConfig()):
+    """Wheel-angle error that makes ``lat_accel_tol_mps2`` of lateral acceleration at ``speed_mps``."""
+    v2 = np.maximum(np.asarray(speed_mps, np.float64), 0.1) ** 2
+    tol = cfg.lat_accel_tol_mps2 * cfg.wheelbase_m * cfg.steer_ratio / v2 * (180.0 / math.pi)
+    return np.clip(tol, cfg.steer_tol_min_deg, cfg.steer_tol_max_deg)
+
+
+def _interp_rows(t_hist_s: np.ndarray, v_hist: np.ndarray, t_query_s: np.ndarray) -> np.ndarray:
+    return np.interp(t_query_s.ravel(), t_hist_s, v_hist).reshape(t_query_s.shape)
+
+
+def realized_path(t_hist_s: np.ndarray, speed_mps: np.ndarray, yaw_rate_rps: np.ndarray,
+                  t0_s: np.ndarray, offsets_s: np.ndarray) -> np.ndarray:
+    """The human's path after each ``t0`` (rows) at ``offsets_s`` (cols): shape (P, K, 2).
+
+    Integrates speed and yaw rate (trapezoid, 10 ms steps) in the vehicle frame at t0.
+    """
+    horizon = float(offsets_s[-1])
+    n = int(math.ceil(horizon / _INTEGRATION_STEP_S))
+    tau = np.linspace(0.0, horizon, n + 1)
+    tq = t0_s[:, None] + tau[None, :]
+    v = _interp_rows(t_hist_s, speed_mps, tq)
+    w = _interp_rows(t_hist_s, yaw_rate_rps, tq)
+    dt = np.diff(tau)[None, :]
+    heading = np.concatenate([np.zeros((len(t0_s), 1)), np.cumsum((w[:, 1:] + w[:, :-1]) * 0.5 * dt, axis=1)], axis=1)
+    vx, vy = v * np.cos(heading), v * np.sin(heading)
+    x = np.concatenate([np.zeros((len(t0_s), 1)), np.cumsum((vx[:, 1:] + vx[:, :-1]) * 0.5 * dt, axis=1)], axis=1)
+    y = np.concatenate([np.zeros((len(t0_s), 1)), np.cumsum((vy[:, 1:] + vy[:, :-1]) * 0.5 * dt, axis=1)], axis=1)
+    xs = np.stack([np.interp(offsets_s, tau, x[i]) for i in range(len(t0_s))]) if len(t0_s) else np.zeros((0, len(offsets_s)))
+    ys = np.stack([np.interp(offsets_s, tau, y[i]) for i in range(len(t0_s))]) if len(t0_s) else np.zeros((0, len(offsets_s)))
+    return np.stack([xs, ys], axis=-1)
+
+
+def score_predictions(predictions: list[Prediction], t_hist_ns: np.ndarray, history: dict[str, np.ndarray],
+                      cfg: ScorerConfig = ScorerConfig()) -> list[Divergence]:
+    """Score predictions that share one horizon against vehicle history columns.
+
+    ``history`` holds float arrays aligned with ``t_hist_ns`` for ``speed_mps`` (required),
+    and, as the predictions need them, ``steer_angle_deg``, ``accel_long_mps2``,
+    ``yaw_rate_rps``. The history must reach each prediction's ``t0 + horizon``.
+    """
+    if not predictions:
+        return []
+    offsets = np.asarray(predictions[0].horizon_s, np.float64)
+    t_hist_s = (t_hist_ns - t_hist_ns[0]) / 1e9
+    base = int(t_hist_ns[0])
+    t0_s = np.array([(p.t_ns - base) / 1e9 for p in predictions])
+    tq = t0_s[:, None] + offsets[None, :]
+    speed = _interp_rows(t_hist_s, history["speed_mps"], tq)
+    v_mean = speed.mean(axis=1)
+    p_count = len(predictions)
+    metrics = {name: np.full(p_count, np.nan) for name in METRIC_NAMES}
+    norms = []
+    steer = np.array([p.controls.get("steer_angle_deg", np.full(len(offsets), np.nan)) for p in predictions], np.float64)
+    if "steer_angle_deg" in history and not np.isnan(steer).all():
+        real = _interp_rows(t_hist_s, history["steer_angle_deg"], tq)
+        err = np.abs(steer - real).mean(axis=1)
+        metrics["steer_err_deg"] = err
+        metrics["steer_err_norm"] = err / steer_tolerance_deg(v_mean, cfg)
+        norms.append(metrics["steer_err_norm"])
+    accel = np.array([p.controls.get("accel_long_mps2", np.full(len(offsets), np.nan)) for p in predictions], np.float64)
+    if "accel_long_mps2" in history and not np.isnan(accel).all():
+        real = _interp_rows(t_hist_s, history["accel_long_mps2"], tq)
+        err = np.abs(accel - real).mean(axis=1)
+        metrics["accel_err_mps2"] = err
+        metrics["accel_err_norm"] = err / cfg.accel_tol_mps2
+        norms.append(metrics["accel_err_norm"])
+    has_traj = [p.trajectory_xy_m is not None for p in predictions]
+    if any(has_traj) and "yaw_rate_rps" in history and not np.isnan(history["yaw_rate_rps"]).all():
+        real = realized_path(t_hist_s, history["speed_mps"], history["yaw_rate_rps"], t0_s, offsets)
+        pred = np.stack([p.trajectory_xy_m if p.trajectory_xy_m is not None else np.full((len(offsets), 2), np.nan)
+                         for p in predictions]).astype(np.float64)
+        d = np.linalg.norm(pred - real, axis=-1)
+        metrics["ade_m"] = d.mean(axis=1)
+        metrics["fde_m"] = d[:, -1]
+        travelled = np.linalg.norm(real[:, -1, :], axis=-1)
+        metrics["traj_err_norm"] = metrics["ade_m"] / (cfg.pos_tol_m + cfg.pos_tol_frac * travelled)
+        norms.append(metrics["traj_err_norm"])
+    if norms:
+        stacked = np.stack(norms)
+        with np.errstate(invalid="ignore"):
+            metrics["divergence"] = np.sqrt(np.nanmean(stacked ** 2, axis=0)) if not np.isnan(stacked).all() \
+                else np.full(p_count, np.nan)
+    out = []
+    for i, p in enumerate(predictions):
+        m = {k: float(v[i]) for k, v in metrics.items()}
+        m["realized_speed_mps"] = float(v_mean[i])
+        out.append(Divergence(t_ns=p.t_ns, score=m["divergence"], metrics=m))
+    return out

@@ -1,0 +1,338 @@
+"""ShadowCore: the pure shadow pipeline that replay and the daemon share.
+
+Frames in (per topic, time ordered), events out: InferenceRequest at the model's rate once
+its window is available, Divergence once a prediction's horizon has passed, TriggerFired from
+the trigger engine evaluated at ``tick_hz`` on aligned signal columns plus the latest
+divergence metrics. No I/O, no clock, no threads: time arrives as ``now_ns``.
+
+Rules:
+1. Everything is decided on frame time, never on call pattern: the same frames give the same
+   requests, divergences and trigger events however they are chunked into ``push_frames`` /
+   ``advance`` calls (tests/pipeline holds this with Hypothesis).
+2. A request tick T is due once every input topic has a frame at or after T; a trigger tick T
+   once every topic the triggers read has a frame at or after T *and* every prediction whose
+   horizon ended by T has been submitted (or given up after ``max_wait_s`` past its horizon,
+   counted as ``predictions_late``), so divergence metrics reach the triggers in order.
+   A divergence metric becomes visible to triggers at ``t0 + horizon`` (when it is knowable).
+3. Bad input is counted, never raised: out-of-order frames are dropped
+   (``frames_out_of_order``), windows with unknown samples are skipped (``windows_incomplete``).
+4. Memory is bounded: each topic keeps only what the model window, the pending predictions'
+   horizons and the next trigger tick still need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from .align import sample
+from .divergence import METRIC_NAMES, ScorerConfig, score_predictions
+from .model_contract import ModelContract
+from .signals import SIGNALS, frame_dtype
+from .types import Divergence, Prediction, TriggerFired
+
+_SCORING_SIGNALS = ("speed_mps", "steer_angle_deg", "accel_long_mps2", "yaw_rate_rps")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class InferenceRequest:
+    """Run the model on ``inputs`` (tensor name -> float32 (steps, signals)) for time ``t_ns``."""
+
+    t_ns: int
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class _Buffer:
+    """Append-only frames of one topic with trimming from the front (amortized O(1))."""
+
+    def __init__(self, dtype: np.dtype):
+        self._a = np.empty(256, dtype)
+        self._start = 0
+        self._end = 0
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    @property
+    def frames(self) -> np.ndarray:
+        return self._a[self._start:self._end]
+
+    @property
+    def last_t(self) -> int | None:
+        return int(self._a["t_ns"][self._end - 1]) if self._end > self._start else None
+
+    def append(self, frames: np.ndarray) -> None:
+        n = len(frames)
+        if self._end + n > len(self._a):
+            live = self._end - self._start
+            cap = len(self._a)
+            if live + n > cap // 2:
+                cap = max(cap * 2, 2 * (live + n))
+            new = np.empty(cap, self._a.dtype)
+            new[:live] = self._a[self._start:self._end]
+            self._a, self._start, self._end = new, 0, live
+        self._a[self._end:self._end + n] = frames
+        self._end += n
+
+    def trim_before(self, t_ns: int) -> None:
+        """Drop frames older than ``t_ns`` but keep the last one before it (zero-order hold)."""
+        t = self._a["t_ns"][self._start:self._end]
+        k = int(np.searchsorted(t, t_ns, side="left")) - 1
+        if k > 0:
+            self._start += k
+
+
+class ShadowCore:
+    """See the module docstring. Not thread-safe: one caller drives it."""
+
+    def __init__(self, contract: ModelContract | None, triggers: Any = None, *, tick_hz: float = 50.0,
+                 scorer: ScorerConfig | None = None, max_wait_s: float = 0.5):
+        self.contract = contract
+        self.tick_ns = int(round(1e9 / tick_hz))
+        self.scorer = scorer or ScorerConfig()
+        self.max_wait_ns = int(max_wait_s * 1e9)
+        self._buffers: dict[str, _Buffer] = {}
+        self._counters = {"frames_in": 0, "frames_out_of_order": 0, "requests": 0, "windows_incomplete": 0,
+                          "predictions": 0, "predictions_missing": 0, "predictions_late": 0,
+                          "divergences": 0, "trigger_ticks": 0, "triggers_fired": 0, "frames_unknown_topic": 0}
+        # model
+        if contract is not None:
+            self._req_ns = int(round(1e9 / contract.run_hz))
+            self._offsets_ns = contract.window_offsets_ns()
+            self._horizon_ns = int(round(contract.horizon_s * 1e9))
+            self._model_topics = sorted({SIGNALS[s][0].name for s in contract.signals})
+        else:
+            self._req_ns, self._offsets_ns, self._horizon_ns, self._model_topics = 0, np.zeros(1, np.int64), 0, []
+        self._next_req: int | None = None
+        # request t_ns -> [count, advance call that emitted it, given up waiting for it]
+        self._outstanding: dict[int, list] = {}
+        self._calls = 0
+        self._to_score: list[Prediction] = []
+        self._metric_t = np.empty(0, np.int64)  # visibility times of divergence metrics
+        self._metric_v: dict[str, np.ndarray] = {m: np.empty(0) for m in METRIC_NAMES}
+        # triggers
+        self._engine = None
+        self._trigger_signals: list[str] = []
+        self._trigger_metrics: list[str] = []
+        if triggers is not None and len(triggers) > 0:
+            from .triggers import TriggerEngine
+
+            self._engine = TriggerEngine(triggers)
+            used = set(getattr(triggers, "signals_used", ()))
+            self._trigger_signals = sorted(s for s in used if s in SIGNALS)
+            self._trigger_metrics = sorted(set(getattr(triggers, "metrics_used", ())) | (used - set(SIGNALS)))
+        self._trigger_topics = sorted({SIGNALS[s][0].name for s in self._trigger_signals}) or (
+            ["vehicle"] if self._engine is not None else [])
+        self._next_tick: int | None = None
+
+    # -- input -----------------------------------------------------------------------------
+    def push_frames(self, topic: str, frames: np.ndarray) -> None:
+        """Frames of one topic, ``t_ns`` ascending; older-than-newest frames are dropped and counted."""
+        n = len(frames)
+        if n == 0:
+            return
+        try:
+            dtype = frame_dtype(topic)
+        except KeyError:
+            self._counters["frames_unknown_topic"] += n
+            return
+        buf = self._buffers.get(topic)
+        if buf is None:
+            buf = self._buffers[topic] = _Buffer(dtype)
+        t = frames["t_ns"]
+        last = buf.last_t
+        floor = last + 1 if last is not None else np.iinfo(np.int64).min
+        if n == 1:
+            ok = int(t[0]) >= floor
+            if not ok:
+                self._counters["frames_out_of_order"] += 1
+                return
+        elif (last is None or t[0] >= floor) and (np.diff(t) > 0).all():
+            pass
+        else:
+            running = np.maximum.accumulate(np.concatenate(([floor - 1], t[:-1])))
+            keep = t > running
+            keep &= t >= floor
+            self._counters["frames_out_of_order"] += int(n - keep.sum())
+            frames = frames[keep]
+            n = len(frames)
+        self._counters["frames_in"] += n
+        buf.append(frames if frames.dtype == dtype else frames.astype(dtype))
+
+    def submit(self, request: InferenceRequest, prediction: Prediction | None) -> None:
+        """Hand back the model's answer to ``request`` (None: failed or shed). May come late."""
+        t = int(request.t_ns)
+        entry = self._outstanding.get(t)
+        if entry is not None:
+            if entry[0] <= 1:
+                del self._outstanding[t]
+            else:
+                entry[0] -= 1
+        if prediction is None:
+            self._counters["predictions_missing"] += 1
+            return
+        self._counters["predictions"] += 1
+        self._to_score.append(prediction)
+
+    # -- clock ----------------------------------------------------------------------------
+    def advance(self, now_ns: int) -> list[Any]:
+        """Process everything due up to ``now_ns``; returns requests, divergences and trigger events."""
+        events: list[Any] = []
+        self._calls += 1
+        if self.contract is not None:
+            events.extend(self._requests(now_ns))
+            events.extend(self._score(now_ns))
+        if self._engine is not None:
+            events.extend(self._triggers(now_ns))
+        self._trim()
+        return events
+
+    def _ready_until(self, topics) -> int | None:
+        ends = []
+        for t in topics:
+            b = self._buffers.get(t)
+            if b is None or b.last_t is None:
+                return None
+            ends.append(b.last_t)
+        return min(ends) if ends else None
+
+    def _requests(self, now_ns: int) -> list[InferenceRequest]:
+        ready = self._ready_until(self._model_topics)
+        if ready is None:
+            return []
+        end = min(ready, now_ns)
+        if self._next_req is None:
+            first = max(int(self._buffers[t].frames["t_ns"][0]) for t in self._model_topics) - int(self._offsets_ns[0])
+            self._next_req = -(-first // self._req_ns) * self._req_ns
+        if self._next_req > end:
+            return []
+        ticks = np.arange(self._next_req, end + 1, self._req_ns, dtype=np.int64)
+        self._next_req = int(ticks[-1]) + self._req_ns
+        grid = ticks[:, None] + self._offsets_ns[None, :]
+        c = self.contract
+        win = np.empty((len(ticks), len(self._offsets_ns), len(c.signals)), np.float32)
+        for j, s in enumerate(c.signals):
+            topic = SIGNALS[s][0].name
+            fr = self._buffers[topic].frames
+            win[:, :, j] = sample(fr["t_ns"], fr[s], grid, c.interp[s])
+        ok = ~np.isnan(win).any(axis=(1, 2))
+        self._counters["windows_incomplete"] += int((~ok).sum())
+        out = []
+        for i in np.flatnonzero(ok):
+            t = int(ticks[i])
+            out.append(InferenceRequest(t, {c.input_tensor: win[i]}))
+            entry = self._outstanding.setdefault(t, [0, self._calls, False])
+            entry[0] += 1
+        self._counters["requests"] += len(out)
+        return out
+
+    def _score(self, now_ns: int) -> list[Divergence]:
+        if not self._to_score:
+            return []
+        veh = self._buffers.get("vehicle")
+        if veh is None or veh.last_t is None:
+            return []
+        limit = min(veh.last_t, now_ns)
+        due = [p for p in self._to_score if p.t_ns + self._horizon_ns <= limit]
+        if not due:
+            return []
+        self._to_score = [p for p in self._to_score if p.t_ns + self._horizon_ns > limit]
+        due.sort(key=lambda p: p.t_ns)
+        fr = veh.frames
+        hist = {s: fr[s].astype(np.float64) for s in _SCORING_SIGNALS if s in fr.dtype.names}
+        out = score_predictions(due, fr["t_ns"], hist, self.scorer)
+        self._counters["divergences"] += len(out)
+        vis = np.array([d.t_ns + self._horizon_ns for d in out], np.int64)
+        self._metric_t = np.concatenate([self._metric_t, vis])
+        order = np.argsort(self._metric_t, kind="stable")
+        self._metric_t = self._metric_t[order]
+        for m in METRIC_NAMES:
+            new = np.array([d.metrics.get(m, np.nan) for d in out])
+            self._metric_v[m] = np.concatenate([self._metric_v[m], new])[order]
+        return out
+
+    def _triggers(self, now_ns: int) -> list[TriggerFired]:
+        ready = self._ready_until(self._trigger_topics)
+        if ready is None:
+            return []
+        end = min(ready, now_ns)
+        if self.contract is not None:
+            # Wait for predictions whose horizon ends by the tick. A request is given up
+            # (counted late) only if it was emitted by an earlier advance call -- the caller
+            # had a chance to answer -- and its horizon ended more than max_wait_s ago.
+            waiting = []
+            for t0, entry in list(self._outstanding.items()):
+                if entry[2]:
+                    if now_ns - (t0 + self._horizon_ns) > 20 * self.max_wait_ns:
+                        del self._outstanding[t0]  # forget it; its frames may be trimmed now
+                    continue
+                if entry[1] < self._calls and now_ns - (t0 + self._horizon_ns) > self.max_wait_ns:
+                    entry[2] = True
+                    self._counters["predictions_late"] += entry[0]
+                    continue
+                waiting.append(t0)
+            if waiting:
+                end = min(end, min(waiting) + self._horizon_ns - 1)
+            if self._to_score:
+                end = min(end, min(p.t_ns for p in self._to_score) + self._horizon_ns - 1)
+        if self._next_tick is None:
+            first = max(int(self._buffers[t].frames["t_ns"][0]) for t in self._trigger_topics)
+            self._next_tick = -(-first // self.tick_ns) * self.tick_ns
+        if self._next_tick > end:
+            return []
+        ticks = np.arange(self._next_tick, end + 1, self.tick_ns, dtype=np.int64)
+        self._next_tick = int(ticks[-1]) + self.tick_ns
+        cols: dict[str, np.ndarray] = {}
+        for s in self._trigger_signals:
+            topic, sig = SIGNALS[s]
+            buf = self._buffers.get(topic)
+            if buf is None:
+                cols[s] = np.full(len(ticks), np.nan)
+                continue
+            fr = buf.frames
+            cols[s] = sample(fr["t_ns"], fr[s], ticks, "zoh")
+        if self._trigger_metrics:
+            idx = np.searchsorted(self._metric_t, ticks, side="right") - 1
+            for m in self._trigger_metrics:
+                v = self._metric_v.get(m)
+                if v is None or len(v) == 0:
+                    cols[m] = np.full(len(ticks), np.nan)
+                else:
+                    cols[m] = np.where(idx >= 0, v[np.maximum(idx, 0)], np.nan)
+        fired = self._engine.evaluate_batch(ticks, cols)
+        self._counters["trigger_ticks"] += len(ticks)
+        self._counters["triggers_fired"] += len(fired)
+        return fired
+
+    def _trim(self) -> None:
+        keep = []
+        if self.contract is not None and self._next_req is not None:
+            keep.append(self._next_req + int(self._offsets_ns[0]))
+            if self._to_score:
+                keep.append(min(p.t_ns for p in self._to_score))
+            if self._outstanding:
+                keep.append(min(self._outstanding))
+        if self._next_tick is not None:
+            keep.append(self._next_tick)
+        if not keep:
+            return
+        t_keep = min(keep) - 2 * self.tick_ns
+        for buf in self._buffers.values():
+            buf.trim_before(t_keep)
+        if len(self._metric_t) > 1:
+            k = int(np.searchsorted(self._metric_t, t_keep, side="left")) - 1
+            if k > 0:
+                self._metric_t = self._metric_t[k:]
+                for m in self._metric_v:
+                    self._metric_v[m] = self._metric_v[m][k:]
+
+    def stats(self) -> dict:
+        out = dict(self._counters)
+        out["buffered_frames"] = {t: len(b) for t, b in self._buffers.items()}
+        out["outstanding_requests"] = sum(e[0] for e in self._outstanding.values() if not e[2])
+        out["predictions_unscored"] = len(self._to_score)
+        if self._engine is not None and hasattr(self._engine, "stats"):
+            out["triggers"] = self._engine.stats()
+        return out
