@@ -190,17 +190,36 @@ def bench_model(out_dir: Path) -> Path:
 
 
 def build_tiny_model(path: Path, *, bias: float = 1.0) -> Path:
-    """A 4-in / 4-out ONNX graph (y = x + bias); ``bias`` changes the file and so its sha256."""
+    """A small real ONNX model that honours the shadowd model contract (docs/model-contract.md).
+
+    Input ``window`` float32 [batch, 20, 2] (speed_mps, steer_angle_deg over 1 s at 20 Hz);
+    output ``controls`` [batch, 10, 2] (steer_angle_deg, accel_long_mps2 over 1 s at 10 Hz) =
+    the first 10 steps + ``bias``. ``bias`` changes the file and so its sha256.
+    """
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    b = numpy_helper.from_array(np.full((1, 4), bias, dtype=np.float32), name="bias")
-    graph = helper.make_graph([helper.make_node("Add", ["x", "bias"], ["y"])], "tiny",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [b])
+    contract = {"version": 1, "run_hz": 20,
+                "inputs": {"tensor": "window", "signals": ["speed_mps", "steer_angle_deg"],
+                           "window_s": 1.0, "rate_hz": 20},
+                "outputs": {"horizon_s": 1.0, "rate_hz": 10,
+                            "controls": {"tensor": "controls",
+                                         "signals": ["steer_angle_deg", "accel_long_mps2"]}}}
+    inits = [numpy_helper.from_array(np.full((1, 1, 2), bias, dtype=np.float32), name="bias"),
+             numpy_helper.from_array(np.array([0], dtype=np.int64), name="starts"),
+             numpy_helper.from_array(np.array([10], dtype=np.int64), name="ends"),
+             numpy_helper.from_array(np.array([1], dtype=np.int64), name="axes")]
+    nodes = [helper.make_node("Slice", ["window", "starts", "ends", "axes"], ["first"]),
+             helper.make_node("Add", ["first", "bias"], ["controls"])]
+    graph = helper.make_graph(nodes, "tiny",
+                              [helper.make_tensor_value_info("window", TensorProto.FLOAT, ["batch", 20, 2])],
+                              [helper.make_tensor_value_info("controls", TensorProto.FLOAT, ["batch", 10, 2])],
+                              inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
+    helper.set_model_props(model, {"shadowd.contract": json.dumps(contract)})
+    onnx.checker.check_model(model)
     Path(path).write_bytes(model.SerializeToString())
     return Path(path)
 

@@ -44,6 +44,9 @@ REFUSAL_REASONS = (
 
 HEALTH_EVENTS = ("model_error", "budget_overrun", "stage_crash")
 
+KEEP_EARLIER_GOOD = 2
+"""Committed configs kept besides the last known good, as fallbacks when it cannot load."""
+
 
 @dataclass(frozen=True, slots=True)
 class VehicleIdentity:
@@ -85,6 +88,11 @@ class ApplyState:
     last_good: Slot | None = None
     probation: Slot | None = None
     probation_restarts: int = 0
+    earlier_good: tuple[Slot, ...] = ()  # committed before last_good, newest first (fallbacks)
+
+    def fallbacks(self) -> tuple[Slot, ...]:
+        """Known good configs to fall back to when the active one cannot load, best first."""
+        return tuple(s for s in (self.last_good, *self.earlier_good) if s is not None and s != self.active)
 
     def to_dict(self) -> dict:
         def slot(s: Slot | None) -> dict | None:
@@ -92,7 +100,8 @@ class ApplyState:
 
         return {"highest_version": self.highest_version, "active": slot(self.active),
                 "last_good": slot(self.last_good), "probation": slot(self.probation),
-                "probation_restarts": self.probation_restarts}
+                "probation_restarts": self.probation_restarts,
+                "earlier_good": [slot(x) for x in self.earlier_good]}
 
     @classmethod
     def from_dict(cls, raw: Any) -> "ApplyState":
@@ -112,10 +121,14 @@ class ApplyState:
             raise ConfigError(f"apply state: {raw!r:.80} has no integer highest_version; restore the "
                               "state file from its backup or remove it")
         restarts = raw.get("probation_restarts", 0)
+        earlier = raw.get("earlier_good", [])
+        if not isinstance(earlier, list):
+            earlier = []
         return cls(highest_version=raw["highest_version"], active=slot(raw.get("active"), "active"),
                    last_good=slot(raw.get("last_good"), "last_good"),
                    probation=slot(raw.get("probation"), "probation"),
-                   probation_restarts=restarts if isinstance(restarts, int) else 0)
+                   probation_restarts=restarts if isinstance(restarts, int) else 0,
+                   earlier_good=tuple(slot(x, "earlier_good") for x in earlier if x is not None))
 
 
 def admit(state: ApplyState, config: ServiceConfig, payload_sha256: str, identity: VehicleIdentity,
@@ -159,7 +172,20 @@ def commit(state: ApplyState) -> ApplyState:
     """Probation passed: the active config becomes the last known good."""
     if state.probation is None:
         return state
-    return replace(state, last_good=state.probation, probation=None, probation_restarts=0)
+    earlier = state.earlier_good
+    if state.last_good is not None and state.last_good != state.probation:
+        earlier = (state.last_good, *earlier)[:KEEP_EARLIER_GOOD]
+    return replace(state, last_good=state.probation, probation=None, probation_restarts=0,
+                   earlier_good=earlier)
+
+
+def fall_back(state: ApplyState, slot: Slot) -> ApplyState:
+    """The active config cannot load (e.g. its model file rotted): run known-good ``slot``."""
+    if slot not in state.fallbacks():
+        raise ConfigError(f"fall_back: v{slot.version} is not a known good config here (a bug in the caller)")
+    earlier = tuple(s for s in state.earlier_good if s != slot)
+    return replace(state, active=slot, last_good=slot, probation=None, probation_restarts=0,
+                   earlier_good=earlier)
 
 
 def rollback(state: ApplyState) -> ApplyState:

@@ -317,8 +317,13 @@ def _parse_triggers(raw: Any) -> tuple[dict, ...]:
     out = []
     for i, t in enumerate(raw):
         obj = _require_obj(t, f"triggers[{i}]")
-        name = _str(obj.get("name"), f"triggers[{i}].name", _NAME_RE,
-                    "every trigger needs a name of letters, digits and . _ : -")
+        # a built-in is referenced as {"builtin": "hard_brake", ...overrides}; its name defaults to it
+        key = "name" if "name" in obj or "builtin" not in obj else "builtin"
+        if key not in obj:
+            raise ConfigError(f"triggers[{i}]: every trigger needs a \"name\" (or a \"builtin\" "
+                              f"reference); got keys {sorted(obj)}")
+        name = _str(obj.get(key), f"triggers[{i}].{key}", _NAME_RE,
+                    "every trigger needs a name (or a builtin) of letters, digits and . _ : -")
         if name in seen:
             raise ConfigError(f"triggers[{i}]: duplicate trigger name {name!r}; names must be unique")
         seen.add(name)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import hashlib
 import json
 import os
@@ -264,6 +265,21 @@ class StateStore:
         self.bundles.mkdir(parents=True, exist_ok=True, mode=0o750)
         self.state_path = self.root / "apply-state.json"
 
+    def lock(self):
+        """Take the exclusive lock on this state (held until the returned file is closed).
+
+        Raises ConfigError when another process (the service, or a second
+        ``shadowd config apply-incoming``) holds it.
+        """
+        f = open(self.root / "lock", "a+")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            f.close()
+            raise ConfigError(f"config state {self.root} is locked by another shadowd process; stop it "
+                              "(or use 'shadowd reload' to have the running service apply)") from err
+        return f
+
     def load(self) -> ApplyState:
         if not self.state_path.exists():
             return ApplyState()
@@ -286,7 +302,8 @@ class StateStore:
         return (self.bundles / f"{payload_sha256}.bundle").read_bytes()
 
     def prune(self, state: ApplyState) -> None:
-        keep = {s.payload_sha256 for s in (state.active, state.last_good, state.probation) if s}
+        keep = {s.payload_sha256 for s in (state.active, state.last_good, state.probation, *state.earlier_good)
+                if s}
         for path in self.bundles.glob("*.bundle"):
             if path.stem not in keep:
                 with _suppress_oserror():

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import logging
 import os
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.bundle_state import (ApplyState, ProbationDecision, ProbationMonitor, Slot, VehicleIdentity,
-                                 activate, admit, commit, restarted, rollback)
+                                 activate, admit, commit, fall_back, restarted, rollback)
 from ..core.config import ServiceConfig
 from ..errors import BundleError, ConfigError, ShadowdError
 from .bundle import StateStore, TrustStore, VerifiedBundle, atomic_write, sha256_file, verify_bundle
@@ -138,13 +139,27 @@ class ConfigManager:
         self._warm = warm_model
         self._lock = threading.RLock()
         self.store = StateStore(self.state_dir)
+        self._lock_file = self.store.lock()  # one writer of the apply state per vehicle
         self.state: ApplyState = self.store.load()
         self.active: PreparedConfig | None = None
         self._last_good: PreparedConfig | None = None
         self._monitor: ProbationMonitor | None = None
         self._awaiting_model: tuple[bytes, str] | None = None
+        self.startup_error: str | None = None
         self.refusals: Counter[str] = Counter()
         self.history: deque[dict] = deque(maxlen=64)
+
+    def close(self) -> None:
+        """Release the state lock (models stay loaded in PreparedConfigs the service holds)."""
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> "ConfigManager":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # --- startup -------------------------------------------------------------------------
 
@@ -152,8 +167,11 @@ class ConfigManager:
         """Load the persisted active config (re-verified, model re-checked) for the service to run.
 
         A restart during probation counts against the candidate; past the limit (the
-        candidate's ``max_stage_crashes``), or when the active bundle no longer loads, the last
-        known good is loaded instead. Returns None when the vehicle has no config yet.
+        candidate's ``max_stage_crashes``) it is rolled back. When the active bundle no longer
+        loads (model file rotted, key revoked), the last known good and then earlier good ones
+        are tried. Returns None when the vehicle has no config yet, or none of them loads
+        (``startup_error`` then says why; the service runs without a candidate and the next
+        pushed bundle repairs it).
         """
         with self._lock:
             if self.state.probation is not None:
@@ -169,17 +187,26 @@ class ConfigManager:
             slot = self.state.active
             if slot is None:
                 return None
-            try:
-                prepared = self._prepare(self._load_verified(slot), source="startup")
-            except (_Refusal, ShadowdError, OSError) as err:
-                log.error("active config v%s does not load (%s); falling back to the last known good",
-                          slot.version, err)
-                if self.state.last_good is None or self.state.last_good == slot:
-                    raise ConfigError(f"active config v{slot.version} does not load ({err}) and there "
-                                      "is no other last known good; push a new bundle") from err
-                self.state = rollback(self.state)
-                self.store.save(self.state)
-                prepared = self._prepare(self._load_verified(self.state.active), source="startup")
+            prepared, errors = None, []
+            for candidate in (slot, *self.state.fallbacks()):
+                try:
+                    prepared = self._prepare(self._load_verified(candidate), source="startup")
+                except (_Refusal, ShadowdError, OSError) as err:
+                    log.error("config v%s does not load (%s); trying the next known good one",
+                              candidate.version, err)
+                    errors.append(f"v{candidate.version}: {err}")
+                    continue
+                if candidate != slot:
+                    self.state = fall_back(self.state, candidate)
+                    self.store.save(self.state)
+                    self._record("fell_back", candidate.version, "startup", "invalid_config", errors[0])
+                break
+            if prepared is None:
+                self.startup_error = (f"no stored config loads ({'; '.join(errors)}); push a new bundle "
+                                      "(with its model) to this vehicle")
+                log.error("%s; running without a candidate config", self.startup_error)
+                self._record("no_config", slot.version, "startup", "invalid_config", self.startup_error)
+                return None
             self.active = prepared
             if self.state.probation is not None:
                 self._last_good = None
@@ -193,7 +220,9 @@ class ConfigManager:
 
         Returns ApplyResult ``prepared`` (swap ``result.prepared`` in, then call
         ``activated()``), ``unchanged`` (already active) or ``refused`` (``reason`` is one of
-        core.bundle_state.REFUSAL_REASONS; the running config is untouched).
+        core.bundle_state.REFUSAL_REASONS; the running config is untouched). ``model_dir`` is
+        where the bundle was delivered: a model file found there (by the bundle's file name
+        and sha256) is moved into the model store ``<state>/models/<sha256>.onnx``.
         """
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
@@ -345,6 +374,7 @@ class ConfigManager:
                 "probation_version": self.state.probation.version if self.state.probation else None,
                 "probation_counts": dict(self._monitor.counts) if self._monitor else None,
                 "refusals": dict(self.refusals),
+                "startup_error": self.startup_error,
                 "history": list(self.history),
             }
 
@@ -427,12 +457,14 @@ class ConfigManager:
         if not cfg.upload:
             return None
         try:
-            from .uploader import UploadConfig
+            from ..core.upload_policy import UploadConfig
         except ImportError:
-            unchecked.append("upload section not validated: shadowd.edges.uploader is not available")
+            unchecked.append("upload section not validated: shadowd.core.upload_policy is not available")
             return None
+        # the section is fleet-wide; this vehicle's identity fills in what it does not say
+        section = {"vehicle_id": self.identity.vehicle_id, "platform": self.identity.platform, **cfg.upload}
         try:
-            return UploadConfig.from_dict(dict(cfg.upload))
+            return UploadConfig.from_dict(section)
         except ConfigError as err:
             raise _Refusal("invalid_config", f"upload: {err}") from err
 
@@ -482,6 +514,8 @@ class ConfigManager:
         tmp = stored.with_suffix(".onnx.tmp")
         shutil.copyfile(delivered, tmp)
         os.replace(tmp, stored)
+        with contextlib.suppress(OSError):
+            delivered.unlink()  # consumed: the store keeps it by content from now on
         if sha256_file(stored) != want:  # the copy itself must not be trusted blindly
             raise _Refusal("model_hash_mismatch", f"model copy {stored} does not hash to {want}; disk error?")
         return stored
@@ -500,27 +534,45 @@ class ConfigManager:
                 return runner
             except ShadowdError as err:
                 raise _Refusal("invalid_config", f"model {path.name}: {err}") from err
-        unchecked.append("model I/O contract not checked against the platform: "
-                         + ("shadowd.edges.model_runner is not available" if ModelRunner is None
-                            else "no platform given"))
-        return _warm_plain_session(path)
+        if ModelRunner is None:
+            unchecked.append("model warmed in a plain onnxruntime CPU session: shadowd.edges.model_runner "
+                             "is not available (the platform's execution providers were not tried)")
+        if self.platform is None:
+            unchecked.append("model input signals not checked against a platform: no platform given")
+        return _warm_plain_session(path, self.platform)
 
 
-def _warm_plain_session(path: Path) -> Any:
-    """Load ``path`` with onnxruntime (CPU) and run it once on zeros, as a stand-in warm-up."""
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
+               "tensor(int32)": "int32", "tensor(float16)": "float16", "tensor(uint8)": "uint8"}
+
+
+def _warm_plain_session(path: Path, platform: Any) -> Any:
+    """Load ``path`` with onnxruntime (CPU), check its contract, and run it once on zeros."""
     import numpy as np
     import onnxruntime as ort
+
+    from ..core.model_contract import TensorSpec, parse_contract
+    from ..errors import ModelError
+
+    def specs(args) -> list[TensorSpec]:
+        return [TensorSpec(a.name, tuple(a.shape), _ORT_DTYPES.get(a.type, a.type)) for a in args]
 
     try:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        feeds = {}
-        for inp in session.get_inputs():
-            shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
-            dtype = np.float32 if "float" in inp.type else np.int64
-            feeds[inp.name] = np.zeros(shape, dtype=dtype)
-        session.run(None, feeds)
-        return session
     except Exception as err:  # onnxruntime raises its own exception types
-        raise _Refusal("invalid_config", f"model {path.name} does not load or run in onnxruntime: {err}") from err
+        raise _Refusal("invalid_config", f"model {path.name} does not load in onnxruntime: {err}") from err
+    try:
+        contract = parse_contract(session.get_modelmeta().custom_metadata_map,
+                                  specs(session.get_inputs()), specs(session.get_outputs()))
+        if platform is not None:
+            contract.check_platform(platform.provides)
+    except ModelError as err:
+        raise _Refusal("invalid_config", f"model {path.name}: {err}") from err
+    window = np.zeros((1, contract.window_steps, len(contract.signals)), dtype=np.float32)
+    try:
+        session.run(None, {contract.input_tensor: window})
+    except Exception as err:
+        raise _Refusal("invalid_config", f"model {path.name} fails on a zero window: {err}") from err
+    return session
