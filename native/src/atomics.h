@@ -14,7 +14,9 @@
  *
  * The seqlock payload copies (copy_to_shared / copy_from_shared) are a data race by design
  * that the slot stamp detects and discards. ThreadSanitizer cannot model that, so TSan
- * builds copy word by word with relaxed atomics; production builds use memcpy.
+ * builds copy word by word with relaxed atomics; production builds use memcpy. TSan also
+ * does not model atomic_thread_fence (gcc's -Wtsan): the fences are still emitted, and since
+ * every shared access of a TSan build is atomic no race report can hinge on one.
  */
 #ifndef SHADOWD_ATOMICS_H
 #define SHADOWD_ATOMICS_H

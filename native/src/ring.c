@@ -280,7 +280,8 @@ int shadowd_ring_create(const char *path, uint32_t payload_max, uint64_t capacit
 			}
 			struct ring_header *h = map;
 			int chk = check_header(h, (uint64_t)st.st_size);
-			if (chk == 0 && h->payload_max == payload_max && h->capacity == capacity) {
+			if (chk == 0 && h->payload_max == payload_max && h->capacity == capacity &&
+			    !(flags & SHADOWD_RING_REPLACE)) {
 				struct shadowd_ring *w = handle_new(fd, map, msize, 1);
 				if (!w) {
 					munmap(map, msize);
@@ -291,15 +292,15 @@ int shadowd_ring_create(const char *path, uint32_t payload_max, uint64_t capacit
 				*out = w;
 				return 0;
 			}
-			int uninitialised = chk == -EAGAIN || (st.st_size >= SHADOWD_RING_HEADER_SIZE && chk == -EBADMSG &&
-								  load_acquire64(&h->magic) == 0);
+			int uninitialised = chk == -EAGAIN;
 			munmap(map, msize);
 			if (!uninitialised) {
 				if (!(flags & SHADOWD_RING_REPLACE) || attempt > 0) {
 					close(fd);
 					return -EEXIST;
 				}
-				/* Replace: readers of the old inode keep it and see its writer gone. */
+				/* Replace: a new inode; readers of the old one keep it and see its writer
+				 * gone. We hold the old one's lock, so no live writer loses its ring. */
 				if (unlink(path) != 0 && errno != ENOENT) {
 					int err = -errno;
 					close(fd);
