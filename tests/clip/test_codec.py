@@ -203,7 +203,7 @@ def test_random_corruption_of_a_real_clip_is_an_error_or_an_identical_decode(rea
 
 # ---------------------------------------------------------------- old versions stay readable
 
-FIXTURE = DATA / "v1_rav4_0p5s.shdc"
+FIXTURE = DATA / "v1_rav4_0p5s.clip"
 FIXTURE_EXPECT = DATA / "v1_rav4_0p5s.json"
 
 
