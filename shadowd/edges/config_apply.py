@@ -15,9 +15,10 @@ Rules of this file:
    (one candidate at a time is the point).
 3. Persistence goes through StateStore (atomic writes) *before* the caller is told, so a crash
    at any moment leaves anti-rollback and the last known good intact.
-4. Teammates' validators (TRIGGERS compiler, UPLOADER's UploadConfig, PIPELINE's ModelRunner)
-   are imported inside functions: when present they run, when absent the gap is logged and
-   listed in ``PreparedConfig.unchecked`` (never silently passed).
+4. Teammates' validators (TRIGGERS compiler, UPLOADER's UploadConfig, PIPELINE's ModelRunner,
+   CLIPS' window check) are imported inside functions, so this module stays cheap to import;
+   a check that cannot run (no platform given, validator missing) is logged and listed in
+   ``PreparedConfig.unchecked``, never silently passed.
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ log = logging.getLogger(__name__)
 class PreparedConfig:
     """A validated config with its model loaded and warmed, ready to swap in between two frames.
 
-    ``model`` is the warmed runner (PIPELINE's ModelRunner, or an onnxruntime session when that
-    is not available); ``triggers`` the compiled TriggerSet (or None); ``upload`` the parsed
-    UploadConfig (or None); ``dictionary`` the zstd dictionary bytes (or None).
+    ``model`` is the loaded and warmed ``edges.model_runner.ModelRunner``; ``triggers`` the
+    compiled TriggerSet (or None); ``upload`` the parsed UploadConfig (or None);
+    ``dictionary`` the zstd dictionary bytes (or None). The service owns the model once it
+    swaps it in, and closes the one it swapped out when it no longer needs it.
     """
 
     config: ServiceConfig
@@ -421,7 +423,7 @@ class ConfigManager:
         model_path = self._resolve_model(cfg, model_dir)
         timings["validate_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        model = self._load_model(model_path, unchecked) if self._warm else None
+        model = self._load_model(cfg, model_path, unchecked) if self._warm else None
         timings["model_warm_s"] = time.perf_counter() - t
         for gap in unchecked:
             log.warning("config v%d: %s", cfg.version, gap)
@@ -520,59 +522,14 @@ class ConfigManager:
             raise _Refusal("model_hash_mismatch", f"model copy {stored} does not hash to {want}; disk error?")
         return stored
 
-    def _load_model(self, path: Path, unchecked: list[str]) -> Any:
-        try:
-            from .model_runner import ModelRunner
-        except ImportError:
-            ModelRunner = None
-        if ModelRunner is not None and self.platform is not None:
-            try:
-                runner = ModelRunner(path, self.platform)
-                warm = getattr(runner, "warm_up", None)
-                if callable(warm):
-                    warm()
-                return runner
-            except ShadowdError as err:
-                raise _Refusal("invalid_config", f"model {path.name}: {err}") from err
-        if ModelRunner is None:
-            unchecked.append("model warmed in a plain onnxruntime CPU session: shadowd.edges.model_runner "
-                             "is not available (the platform's execution providers were not tried)")
+    def _load_model(self, cfg: ServiceConfig, path: Path, unchecked: list[str]) -> Any:
+        """Load ``path`` beside the running model with the platform's providers, warm it, check
+        its I/O contract against the platform (PIPELINE's ModelRunner does all three)."""
+        from .model_runner import ModelRunner
+
         if self.platform is None:
             unchecked.append("model input signals not checked against a platform: no platform given")
-        return _warm_plain_session(path, self.platform)
-
-
-_ORT_DTYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
-               "tensor(int32)": "int32", "tensor(float16)": "float16", "tensor(uint8)": "uint8"}
-
-
-def _warm_plain_session(path: Path, platform: Any) -> Any:
-    """Load ``path`` with onnxruntime (CPU), check its contract, and run it once on zeros."""
-    import numpy as np
-    import onnxruntime as ort
-
-    from ..core.model_contract import TensorSpec, parse_contract
-    from ..errors import ModelError
-
-    def specs(args) -> list[TensorSpec]:
-        return [TensorSpec(a.name, tuple(a.shape), _ORT_DTYPES.get(a.type, a.type)) for a in args]
-
-    try:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as err:  # onnxruntime raises its own exception types
-        raise _Refusal("invalid_config", f"model {path.name} does not load in onnxruntime: {err}") from err
-    try:
-        contract = parse_contract(session.get_modelmeta().custom_metadata_map,
-                                  specs(session.get_inputs()), specs(session.get_outputs()))
-        if platform is not None:
-            contract.check_platform(platform.provides)
-    except ModelError as err:
-        raise _Refusal("invalid_config", f"model {path.name}: {err}") from err
-    window = np.zeros((1, contract.window_steps, len(contract.signals)), dtype=np.float32)
-    try:
-        session.run(None, {contract.input_tensor: window})
-    except Exception as err:
-        raise _Refusal("invalid_config", f"model {path.name} fails on a zero window: {err}") from err
-    return session
+        try:
+            return ModelRunner(path, self.platform, budget_ms=cfg.budgets.inference_ms)
+        except ShadowdError as err:
+            raise _Refusal("invalid_config", f"model {cfg.model.file_name}: {err}") from err
