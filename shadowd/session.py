@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Protocol
 import numpy as np
 
 from .clip import Provenance, build_clip, encode_clip
+from .core.signals import RAW_TOPIC
 from .core.types import ClipSpec, Divergence, History, Prediction, TriggerFired
 from .errors import ShadowdError
 
@@ -182,7 +183,7 @@ class Session:
         history: where pre-trigger frames are read from; None keeps them in memory
             (``BoundedHistory``). A history with ``append`` is fed every frame.
         executor: runs inference; None runs ``model.run_batch`` inline.
-        windows: clip window settings (``shadowd.core.config.ClipWindows``: ``pre_s``,
+        windows: clip window settings (``shadowd.core.config.ClipWindowConfig``: ``pre_s``,
             ``post_s``, ``max_clip_s``); None uses the config defaults. The longest trigger
             window widens them.
         retention_s: how much history and trace to keep; None keeps what the clip windows
@@ -230,7 +231,8 @@ class Session:
         append = getattr(self.history, "append", None)
         if append is not None:
             append(topic, frames)
-        self.core.push_frames(topic, frames)
+        if topic != RAW_TOPIC:  # raw CAN is history for clips only; the core reads decoded topics
+            self.core.push_frames(topic, frames)
         self.counters[f"frames_{topic}"] += len(frames)
 
     # -- clock -------------------------------------------------------------------------
@@ -325,7 +327,7 @@ class Session:
 
 def _clip_windows(cls: Any, triggers: Any, windows: Any) -> Any:
     if windows is None:
-        from .core.config import ClipWindows as _Defaults
+        from .core.config import ClipWindowConfig as _Defaults
 
         windows = _Defaults()
     pre_s = max(float(windows.pre_s), float(getattr(triggers, "max_pre_s", 0.0)))

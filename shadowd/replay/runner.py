@@ -32,7 +32,7 @@ from ..session import Session
 from .inputs import Drive, read_input
 
 NS = 1_000_000_000
-DEFAULT_CHUNK_S = 1.0
+DEFAULT_CHUNK_S = 10.0  # simulated seconds per advance: bigger batches, same events (core rule 1)
 TRACE_MAX_POINTS = 4000  # divergence points per input kept for plots (every score goes into the stats)
 
 
@@ -70,7 +70,7 @@ class TriggerConfig:
 
     defs: list[dict[str, Any]]
     version: int | str
-    windows: Any = None  # shadowd.core.config.ClipWindows or None
+    windows: Any = None  # shadowd.core.config.ClipWindowConfig or None
     source: str = "builtin"
 
 
@@ -353,7 +353,7 @@ def _control_traces(drive: Drive, session: Session, clips, t0: int) -> list[dict
 
 
 def _latency(model: Any) -> dict[str, Any]:
-    for attr in ("latency_stats", "latency", "latency_histogram"):
+    for attr in ("latency_percentiles", "latency_stats"):
         v = getattr(model, attr, None)
         if callable(v):
             v = v()
