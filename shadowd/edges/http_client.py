@@ -174,8 +174,10 @@ class HttpClient:
         self.bytes_sent_last = 0
         where = f"{method} {scheme}://{parts.hostname}:{port}{parts.path}"
         conn = None
+        connected = False
         try:
             conn = self._connection(scheme, parts.hostname, port)
+            connected = True
             conn.putrequest(method, target, skip_accept_encoding=True)
             for name, value in (headers or {}).items():
                 conn.putheader(name, value)
@@ -198,7 +200,7 @@ class HttpClient:
                 conn.close()
             if not isinstance(err, Exception):
                 raise
-            raise _classify(err, where, self.bytes_sent_last, size) from err
+            raise _classify(err, where, self.bytes_sent_last, size, connected) from err
 
     def _send_body(self, conn: http.client.HTTPConnection, body, pace, tls: bool) -> None:
         sock = conn.sock
@@ -209,9 +211,9 @@ class HttpClient:
                 n = min(_CHUNK_BYTES, len(view) - pos)
                 if pace is not None:
                     n = pace(n)
+                self.bytes_sent_last = pos + n  # billed even if the link drops mid-chunk
                 sock.sendall(view[pos:pos + n])
                 pos += n
-                self.bytes_sent_last = pos
             return
         with open(body.path, "rb") as f:
             if pace is None and not tls:
@@ -235,9 +237,9 @@ class HttpClient:
                 n = f.readinto(view[:want])
                 if not n:
                     raise UploadError(f"{body.path} shrank while being sent", cause="local_io")
+                self.bytes_sent_last += n  # billed even if the link drops mid-chunk
                 sock.sendall(view[:n])
                 left -= n
-                self.bytes_sent_last += n
 
 
 def _dropped(sock: socket.socket) -> bool:
@@ -249,8 +251,12 @@ def _dropped(sock: socket.socket) -> bool:
     return bool(readable)
 
 
-def _classify(err: Exception, where: str, sent: int, size: int) -> UploadError:
+def _classify(err: Exception, where: str, sent: int, size: int, connected: bool) -> UploadError:
     progress = f" after {sent} of {size} body bytes" if size else ""
+    if connected and isinstance(err, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)):
+        # after the handshake, a TLS-level EOF is the link dropping, not a TLS misconfiguration
+        return UploadError(f"{where}: connection closed mid-request{progress}; will resume",
+                           retryable=True, cause="reset")
     if isinstance(err, ssl.SSLCertVerificationError):
         return UploadError(
             f"{where}: server certificate rejected ({err.verify_message}); check upload.ca_file "

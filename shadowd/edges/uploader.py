@@ -275,7 +275,12 @@ class Uploader:
                 log.warning("upload state %s unreadable (%s); starting the clip over", path, err)
                 st = None
         if st is None:
-            first_seen = now
+            # the spool file's mtime is when the clip was spooled: ages count from then, and the
+            # {date} in the key stays the same even if this state file is ever lost
+            try:
+                first_seen = min(now, os.stat(self.spool.path(clip_id)).st_mtime)
+            except OSError:
+                first_seen = now
             multipart = size > self.config.multipart_threshold_bytes
             st = _ClipState(
                 clip_id=clip_id,
