@@ -60,7 +60,13 @@ _GATED_POLL_S = 5.0
 
 
 class SpoolLike(Protocol):
-    """What the uploader needs from ``shadowd.edges.spool.Spool``."""
+    """What the uploader needs from ``shadowd.edges.spool.Spool``.
+
+    ``pending()`` yields clips with ``clip_id``, ``priority``, ``size_bytes`` and (optional)
+    ``spooled_at_s``, and leaves out leased clips; ``ack`` deletes durably.
+    """
+
+    root: Path
 
     def pending(self) -> list: ...
     def lease(self, clip_id: str): ...
@@ -275,12 +281,10 @@ class Uploader:
                 log.warning("upload state %s unreadable (%s); starting the clip over", path, err)
                 st = None
         if st is None:
-            # the spool file's mtime is when the clip was spooled: ages count from then, and the
-            # {date} in the key stays the same even if this state file is ever lost
-            try:
-                first_seen = min(now, os.stat(self.spool.path(clip_id)).st_mtime)
-            except OSError:
-                first_seen = now
+            # ages count from when the clip was spooled, and the {date} in the key stays the same
+            # even if this state file is ever lost (the spool keeps spooled_at_s durably)
+            spooled_at = float(getattr(clip, "spooled_at_s", 0.0) or 0.0)
+            first_seen = min(now, spooled_at) if spooled_at > 0 else now
             multipart = size > self.config.multipart_threshold_bytes
             st = _ClipState(
                 clip_id=clip_id,

@@ -9,7 +9,7 @@ from pathlib import Path
 from shadowd.core.upload_policy import UploadConfig
 from shadowd.edges.uploader import Uploader
 from tests.fixtures.nginx import server_objects
-from tests.upload._standin_spool import Spool
+from shadowd.edges.spool import Spool
 
 T0_S = 1_764_000_000.0  # a fixed wall-clock start (2025-11-24) so keys and budgets are reproducible
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from shadowd.core.upload_policy import UploadConfig
 from shadowd.edges.uploader import Uploader
-from tests.upload._standin_spool import Spool
+from shadowd.edges.spool import Spool
 
 if __name__ == "__main__":
     spool = Spool(Path(sys.argv[1]), quota_bytes=1 << 32)

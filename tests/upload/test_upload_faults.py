@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from shadowd.bench._nginx import LoopbackNginx
+from shadowd.edges.spool import Spool
 from tests.fixtures.faultproxy import FaultProxy
 from tests.fixtures.nginx import nginx_plain, nginx_tls, pki, server_objects  # noqa: F401
 from tests.upload._helpers import Clock, assert_exactly_once, config, drain, fill_spool, make_uploader
@@ -207,6 +208,7 @@ def test_uploader_killed_mid_upload_resumes_after_restart(tmp_path, nginx_plain)
     cfg = {"endpoint_url_template": nginx_plain.url + "/{vehicle_id}/{date}/{clip_id}.shdc",
            "vehicle_id": "VTEST1", "part_size_bytes": part, "multipart_threshold_bytes": part,
            "bandwidth_bytes_per_s": 1_000_000}
+    spool.close()  # one process per spool directory: the child takes it over
     child = subprocess.Popen([sys.executable, "-m", "tests.upload._upload_child", str(spool.root), json.dumps(cfg)],
                              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
     sidecar = spool.root / ".upload" / f"{ids[0]}.json"
@@ -224,6 +226,7 @@ def test_uploader_killed_mid_upload_resumes_after_restart(tmp_path, nginx_plain)
         os.killpg(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
     assert child.returncode == -signal.SIGKILL
+    spool = Spool(spool.root, quota_bytes=1 << 32)  # reopened: recovery verifies every clip
     assert_exactly_once(spool, nginx_plain.root, ids)  # nothing lost in the crash
     done = len(json.loads(sidecar.read_text())["parts_done"])
     clock = Clock()

@@ -108,7 +108,7 @@ def test_a_clip_already_on_the_server_is_acked_without_sending_it_again(tmp_path
     data = spool_a.path(ids[0]).read_bytes()
     clock = Clock()
     drain(make_uploader(spool_a, config(nginx_plain.url), clock), clock)
-    from tests.upload._standin_spool import Spool
+    from shadowd.edges.spool import Spool
 
     spool_b = Spool(tmp_path / "b", 1 << 30)
     spool_b.put(data, priority=0, t_ns=0)
