@@ -318,6 +318,7 @@ class RingWriter(_Handle):
         writer; exists with other parameters; bad sizes), RingVersionError, RingCorruptError."""
         dt = _frame_dtype(dtype)
         path = segment_path(name)
+        t_off = _t_ns_offset(dt)
         ring_memory_bytes(dt, capacity)  # validates the sizes with a clear message
         out = ffi.new("struct shadowd_ring **")
         rc = lib.shadowd_ring_create(
@@ -332,7 +333,7 @@ class RingWriter(_Handle):
                     lib.shadowd_ring_close(probe[0])
             _check(rc, "create", path, info, dt)
         writer = cls(out[0], path, dt)
-        writer._t_off = _t_ns_offset(dt)
+        writer._t_off = t_off
         writer._last = None
         writer._last_ptr = None
         return writer

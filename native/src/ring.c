@@ -584,6 +584,8 @@ int shadowd_ring_read_batch(struct shadowd_ring *r, void *out, uint32_t stride, 
 		return -EINVAL;
 	if (r->is_writer)
 		return -EPERM;
+	if (max_n == 0)
+		return 0; /* touches nothing, not even the drop count */
 	uint64_t s = r->cursor, lost = 0;
 	uint64_t head = load_acquire64(&r->hdr->head);
 	if (seq_before(head, s))
