@@ -15,7 +15,7 @@ Metrics (``METRIC_NAMES``; the trigger language sees them by these names):
   ``steer_err_norm = steer_err_deg / steer_tol_deg(v)`` where the tolerance is the wheel
   angle that produces ``lat_accel_tol_mps2`` of lateral acceleration at the mean realized speed
   v (bicycle model: a_lat = v^2 * delta_road / wheelbase, delta_road = wheel / steer_ratio),
-  clipped to [steer_tol_min_deg, steer_tol_max_deg] -- so 1 deg at 120 km/h weighs ~140x
+  clipped to [steer_tol_min_deg, steer_tol_max_deg] -- so 1 deg at 120 km/h weighs ~40x
   more than at 10 km/h; ``accel_err_norm = accel_err_mps2 / accel_tol_mps2``;
   ``traj_err_norm = ade_m / (pos_tol_m + pos_tol_frac * distance travelled)``.
 * ``divergence``: root mean square of the normalized terms the model provides.
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .align import sample
 from .types import Divergence, Prediction
 
 METRIC_NAMES = ("divergence", "steer_err_deg", "steer_err_norm", "accel_err_mps2",
@@ -55,12 +56,14 @@ def steer_tolerance_deg(speed_mps, cfg: ScorerConfig = ScorerConfig()):
     return np.clip(tol, cfg.steer_tol_min_deg, cfg.steer_tol_max_deg)
 
 
-def _interp_rows(t_hist_s: np.ndarray, v_hist: np.ndarray, t_query_s: np.ndarray) -> np.ndarray:
-    return np.interp(t_query_s.ravel(), t_hist_s, v_hist).reshape(t_query_s.shape)
+def _at(t_hist_ns: np.ndarray, values: np.ndarray, t_query_ns: np.ndarray) -> np.ndarray:
+    """Linear interpolation on integer nanoseconds, so results do not depend on which frames a
+    caller still buffers (no float time base)."""
+    return sample(t_hist_ns, values, t_query_ns, "linear")
 
 
-def realized_path(t_hist_s: np.ndarray, speed_mps: np.ndarray, yaw_rate_rps: np.ndarray,
-                  t0_s: np.ndarray, offsets_s: np.ndarray) -> np.ndarray:
+def realized_path(t_hist_ns: np.ndarray, speed_mps: np.ndarray, yaw_rate_rps: np.ndarray,
+                  t0_ns: np.ndarray, offsets_s: np.ndarray) -> np.ndarray:
     """The human's path after each ``t0`` (rows) at ``offsets_s`` (cols): shape (P, K, 2).
 
     Integrates speed and yaw rate (trapezoid, 10 ms steps) in the vehicle frame at t0.
@@ -68,16 +71,17 @@ def realized_path(t_hist_s: np.ndarray, speed_mps: np.ndarray, yaw_rate_rps: np.
     horizon = float(offsets_s[-1])
     n = int(math.ceil(horizon / _INTEGRATION_STEP_S))
     tau = np.linspace(0.0, horizon, n + 1)
-    tq = t0_s[:, None] + tau[None, :]
-    v = _interp_rows(t_hist_s, speed_mps, tq)
-    w = _interp_rows(t_hist_s, yaw_rate_rps, tq)
+    t0_ns = np.asarray(t0_ns, np.int64)
+    tq = t0_ns[:, None] + np.round(tau * 1e9).astype(np.int64)[None, :]
+    v = _at(t_hist_ns, speed_mps, tq)
+    w = _at(t_hist_ns, yaw_rate_rps, tq)
     dt = np.diff(tau)[None, :]
-    heading = np.concatenate([np.zeros((len(t0_s), 1)), np.cumsum((w[:, 1:] + w[:, :-1]) * 0.5 * dt, axis=1)], axis=1)
+    heading = np.concatenate([np.zeros((len(t0_ns), 1)), np.cumsum((w[:, 1:] + w[:, :-1]) * 0.5 * dt, axis=1)], axis=1)
     vx, vy = v * np.cos(heading), v * np.sin(heading)
-    x = np.concatenate([np.zeros((len(t0_s), 1)), np.cumsum((vx[:, 1:] + vx[:, :-1]) * 0.5 * dt, axis=1)], axis=1)
-    y = np.concatenate([np.zeros((len(t0_s), 1)), np.cumsum((vy[:, 1:] + vy[:, :-1]) * 0.5 * dt, axis=1)], axis=1)
-    xs = np.stack([np.interp(offsets_s, tau, x[i]) for i in range(len(t0_s))]) if len(t0_s) else np.zeros((0, len(offsets_s)))
-    ys = np.stack([np.interp(offsets_s, tau, y[i]) for i in range(len(t0_s))]) if len(t0_s) else np.zeros((0, len(offsets_s)))
+    x = np.concatenate([np.zeros((len(t0_ns), 1)), np.cumsum((vx[:, 1:] + vx[:, :-1]) * 0.5 * dt, axis=1)], axis=1)
+    y = np.concatenate([np.zeros((len(t0_ns), 1)), np.cumsum((vy[:, 1:] + vy[:, :-1]) * 0.5 * dt, axis=1)], axis=1)
+    xs = np.stack([np.interp(offsets_s, tau, x[i]) for i in range(len(t0_ns))]) if len(t0_ns) else np.zeros((0, len(offsets_s)))
+    ys = np.stack([np.interp(offsets_s, tau, y[i]) for i in range(len(t0_ns))]) if len(t0_ns) else np.zeros((0, len(offsets_s)))
     return np.stack([xs, ys], axis=-1)
 
 
@@ -92,32 +96,30 @@ def score_predictions(predictions: list[Prediction], t_hist_ns: np.ndarray, hist
     if not predictions:
         return []
     offsets = np.asarray(predictions[0].horizon_s, np.float64)
-    t_hist_s = (t_hist_ns - t_hist_ns[0]) / 1e9
-    base = int(t_hist_ns[0])
-    t0_s = np.array([(p.t_ns - base) / 1e9 for p in predictions])
-    tq = t0_s[:, None] + offsets[None, :]
-    speed = _interp_rows(t_hist_s, history["speed_mps"], tq)
+    t0_ns = np.array([p.t_ns for p in predictions], np.int64)
+    tq = t0_ns[:, None] + np.round(offsets * 1e9).astype(np.int64)[None, :]
+    speed = _at(t_hist_ns, history["speed_mps"], tq)
     v_mean = speed.mean(axis=1)
     p_count = len(predictions)
     metrics = {name: np.full(p_count, np.nan) for name in METRIC_NAMES}
     norms = []
     steer = np.array([p.controls.get("steer_angle_deg", np.full(len(offsets), np.nan)) for p in predictions], np.float64)
     if "steer_angle_deg" in history and not np.isnan(steer).all():
-        real = _interp_rows(t_hist_s, history["steer_angle_deg"], tq)
+        real = _at(t_hist_ns, history["steer_angle_deg"], tq)
         err = np.abs(steer - real).mean(axis=1)
         metrics["steer_err_deg"] = err
         metrics["steer_err_norm"] = err / steer_tolerance_deg(v_mean, cfg)
         norms.append(metrics["steer_err_norm"])
     accel = np.array([p.controls.get("accel_long_mps2", np.full(len(offsets), np.nan)) for p in predictions], np.float64)
     if "accel_long_mps2" in history and not np.isnan(accel).all():
-        real = _interp_rows(t_hist_s, history["accel_long_mps2"], tq)
+        real = _at(t_hist_ns, history["accel_long_mps2"], tq)
         err = np.abs(accel - real).mean(axis=1)
         metrics["accel_err_mps2"] = err
         metrics["accel_err_norm"] = err / cfg.accel_tol_mps2
         norms.append(metrics["accel_err_norm"])
     has_traj = [p.trajectory_xy_m is not None for p in predictions]
     if any(has_traj) and "yaw_rate_rps" in history and not np.isnan(history["yaw_rate_rps"]).all():
-        real = realized_path(t_hist_s, history["speed_mps"], history["yaw_rate_rps"], t0_s, offsets)
+        real = realized_path(t_hist_ns, history["speed_mps"], history["yaw_rate_rps"], t0_ns, offsets)
         pred = np.stack([p.trajectory_xy_m if p.trajectory_xy_m is not None else np.full((len(offsets), 2), np.nan)
                          for p in predictions]).astype(np.float64)
         d = np.linalg.norm(pred - real, axis=-1)

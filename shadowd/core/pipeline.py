@@ -286,8 +286,7 @@ class ShadowCore:
         self._next_tick = int(ticks[-1]) + self.tick_ns
         cols: dict[str, np.ndarray] = {}
         for s in self._trigger_signals:
-            topic, sig = SIGNALS[s]
-            buf = self._buffers.get(topic)
+            buf = self._buffers.get(SIGNALS[s][0].name)
             if buf is None:
                 cols[s] = np.full(len(ticks), np.nan)
                 continue

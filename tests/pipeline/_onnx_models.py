@@ -25,7 +25,7 @@ def contract(signals=("speed_mps", "steer_angle_deg"), window_steps=10, rate_hz=
 
 
 def hold_last_model(c: dict | None = None, *, in_shape=None, in_dtype=TensorProto.FLOAT, out_shape=None,
-                    metadata: str | None = None, fixed_reshape: bool = False) -> bytes:
+                    metadata: str | None = None) -> bytes:
     """Predicts "every control stays at its last input value" (a linear map), with knobs to
     make the declared graph disagree with the contract."""
     c = c or contract()
@@ -39,7 +39,7 @@ def hold_last_model(c: dict | None = None, *, in_shape=None, in_dtype=TensorProt
         if s in sig:
             sel[(w - 1) * len(sig) + sig.index(s), j::n_out] = 1.0
     inits = [numpy_helper.from_array(sel, "sel"),
-             numpy_helper.from_array(np.array([1 if fixed_reshape else -1, w * len(sig)], np.int64), "flat"),
+             numpy_helper.from_array(np.array([-1, w * len(sig)], np.int64), "flat"),
              numpy_helper.from_array(np.array([-1, h, n_out], np.int64), "out_shape")]
     nodes = [helper.make_node("Cast", ["window"], ["wf"], to=TensorProto.FLOAT),
              helper.make_node("Reshape", ["wf", "flat"], ["x"]),

@@ -1,0 +1,161 @@
+"""ShadowCore: chunking independence, bad input, bounded memory, late predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from shadowd.core.divergence import METRIC_NAMES
+from shadowd.core.pipeline import InferenceRequest, ShadowCore
+from shadowd.core.signals import VEHICLE
+from shadowd.core.triggers import compile_triggers
+from shadowd.core.types import Divergence, Prediction, TriggerFired
+
+from ._onnx_models import contract as make_contract
+from shadowd.core.model_contract import TensorSpec, parse_contract
+import json
+
+TRIGGERS = [
+    {"name": "big_divergence", "expr": "divergence > 0.5", "cooldown_s": 1.0},
+    {"name": "engaged", "expr": "rising(adas_steering)", "cooldown_s": 1.0},
+    {"name": "fast", "expr": "held(speed_mps > 15, 0.5s)", "cooldown_s": 5.0},
+]
+
+
+def _contract():
+    c = make_contract(signals=("speed_mps", "steer_angle_deg", "accel_long_mps2"), window_steps=10, rate_hz=20.0,
+                      horizon_steps=10, out_rate_hz=10.0, controls=("steer_angle_deg", "accel_long_mps2"))
+    return parse_contract({"shadowd.contract": json.dumps(c)},
+                          [TensorSpec("window", ("batch", 10, 3), "float32")],
+                          [TensorSpec("controls", ("batch", 10, 2), "float32")])
+
+
+def _numpy_model(req: InferenceRequest) -> Prediction:
+    """Deterministic stand-in: predicts the last steer and accel of the window stay put."""
+    w = req.inputs["window"]
+    return Prediction(req.t_ns, np.arange(1, 11) / 10.0,
+                      {"steer_angle_deg": np.full(10, float(w[-1, 1])), "accel_long_mps2": np.full(10, float(w[-1, 2]))})
+
+
+def _drive(core, vehicle, cuts, answer=True):
+    """Push ``vehicle`` in chunks cut at ``cuts`` (indices), advance after each, answer requests."""
+    events = []
+    edges = [0, *sorted(set(cuts)), len(vehicle)]
+    for a, b in zip(edges[:-1], edges[1:]):
+        if b <= a:
+            continue
+        core.push_frames("vehicle", vehicle[a:b])
+        now = int(vehicle["t_ns"][b - 1])
+        for _ in range(50):
+            out = core.advance(now)
+            reqs = [e for e in out if isinstance(e, InferenceRequest)]
+            events += [e for e in out if not isinstance(e, InferenceRequest)]
+            events += [("req", r.t_ns) for r in reqs]
+            if not reqs:
+                break
+            for r in reqs:
+                core.submit(r, _numpy_model(r) if answer else None)
+    return events
+
+
+def _key(events):
+    out = []
+    for e in events:
+        if isinstance(e, Divergence):
+            out.append(("div", e.t_ns, e.score))
+        elif isinstance(e, TriggerFired):
+            out.append(("trig", e.t_ns, e.trigger))
+        else:
+            out.append(e)
+    return sorted(out, key=repr)
+
+
+def _core():
+    return ShadowCore(_contract(), compile_triggers(TRIGGERS, metric_names=METRIC_NAMES), tick_hz=50.0)
+
+
+@pytest.fixture(scope="module")
+def vehicle20(rav4_topics):
+    v = rav4_topics[0]["vehicle"]
+    return v[:2000]  # 20 s at 100 Hz, human part and the handover
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(1, 1999), max_size=25))
+def test_events_do_not_depend_on_chunking(vehicle20, cuts):
+    whole = _key(_drive(_core(), vehicle20, []))
+    chunked = _key(_drive(_core(), vehicle20, cuts))
+    assert chunked == whole
+    assert any(k[0] == "div" for k in whole) and any(k[0] == "trig" for k in whole)
+
+
+def test_requests_come_at_the_model_rate_once_the_window_is_full(vehicle20):
+    core = _core()
+    reqs = [e[1] for e in _drive(core, vehicle20, list(range(100, 2000, 100))) if isinstance(e, tuple)]
+    t0 = int(vehicle20["t_ns"][0])
+    assert reqs[0] - t0 >= 450_000_000  # a 0.5 s window must be available first
+    assert set(np.diff(reqs)) == {100_000_000}  # run_hz = 10
+
+
+def test_each_prediction_is_scored_only_after_its_horizon(vehicle20):
+    core = _core()
+    core.push_frames("vehicle", vehicle20[:300])
+    reqs = [e for e in core.advance(int(vehicle20["t_ns"][299])) if isinstance(e, InferenceRequest)]
+    for r in reqs:
+        core.submit(r, _numpy_model(r))
+    divs = [e for e in core.advance(int(vehicle20["t_ns"][299])) if isinstance(e, Divergence)]
+    last = int(vehicle20["t_ns"][299])
+    assert divs and all(d.t_ns + 1_000_000_000 <= last for d in divs)
+    assert core.stats()["predictions_unscored"] == sum(1 for r in reqs if r.t_ns + 1_000_000_000 > last)
+
+
+def test_out_of_order_frames_are_counted_and_dropped(vehicle20):
+    core = _core()
+    core.push_frames("vehicle", vehicle20[:100])
+    core.push_frames("vehicle", vehicle20[50:60])  # all older than the newest
+    shuffled = vehicle20[100:110][[0, 2, 1, 3, 4, 5, 6, 7, 8, 9]]
+    core.push_frames("vehicle", shuffled)
+    core.push_frames("no_such_topic", vehicle20[:3])
+    s = core.stats()
+    assert s["frames_out_of_order"] == 11 and s["frames_in"] == 109 and s["frames_unknown_topic"] == 3
+
+
+def test_windows_with_unknown_samples_are_skipped_and_counted(vehicle20):
+    v = vehicle20[:400].copy()
+    v["speed_mps"][200:210] = np.nan
+    core = _core()
+    _drive(core, v, [])
+    assert core.stats()["windows_incomplete"] > 0
+
+
+def test_memory_stays_bounded_over_a_long_drive(rav4_topics):
+    v = rav4_topics[0]["vehicle"]
+    core = _core()
+    sizes = []
+    for k in range(0, len(v), 100):
+        _drive(core, v[k:k + 100], [])
+        sizes.append(core.stats()["buffered_frames"]["vehicle"])
+    assert max(sizes[10:]) < 250  # window 0.5 s + horizon 1 s + slack, at 100 Hz
+
+
+def test_unanswered_requests_are_given_up_and_triggers_go_on(vehicle20):
+    core = _core()
+    core.push_frames("vehicle", vehicle20[:300])
+    reqs = [e for e in core.advance(int(vehicle20["t_ns"][299])) if isinstance(e, InferenceRequest)]
+    assert reqs  # never answered
+    core.push_frames("vehicle", vehicle20[300:1000])
+    out = core.advance(int(vehicle20["t_ns"][999]))
+    out += core.advance(int(vehicle20["t_ns"][999]))  # the caller had its chance: stop waiting
+    s = core.stats()
+    assert s["predictions_late"] >= len(reqs) - 10
+    assert s["trigger_ticks"] > 400
+    assert any(isinstance(e, TriggerFired) and e.trigger == "fast" for e in out)
+
+
+def test_no_contract_runs_triggers_only(vehicle20):
+    core = ShadowCore(None, compile_triggers(TRIGGERS[1:]), tick_hz=50.0)
+    core.push_frames("vehicle", vehicle20)
+    out = core.advance(int(vehicle20["t_ns"][-1]))
+    assert {e.trigger for e in out} == {"engaged", "fast"}
+    assert VEHICLE.name in core.stats()["buffered_frames"]
