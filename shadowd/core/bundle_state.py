@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import ConfigError
-from .config import ServiceConfig
+from .config import ServiceConfig, format_rfc3339_utc
 
 REFUSAL_REASONS = (
     "bad_signature",       # the signature does not verify against the named trusted key
@@ -147,12 +147,14 @@ def admit(state: ApplyState, config: ServiceConfig, payload_sha256: str, identit
                        f"applied here; push it again with version >= {state.highest_version + 1}")
     if now_unix_s < config.not_before_unix_s:
         return Verdict("refused", v, "not_yet_valid",
-                       f"not valid before {config.not_before_unix_s} (Unix s), now is {int(now_unix_s)}; "
-                       "it will be accepted when offered again after not_before")
+                       f"not valid before {format_rfc3339_utc(config.not_before_unix_s)}, the vehicle's "
+                       f"clock says {format_rfc3339_utc(int(now_unix_s))}; it is accepted when offered "
+                       "again after not_before")
     if now_unix_s >= config.expires_unix_s:
         return Verdict("refused", v, "expired",
-                       f"expired at {config.expires_unix_s} (Unix s), now is {int(now_unix_s)}; "
-                       "re-sign it with a later 'expires' and a higher version")
+                       f"expired at {format_rfc3339_utc(config.expires_unix_s)}, the vehicle's clock says "
+                       f"{format_rfc3339_utc(int(now_unix_s))}; re-sign it with a later 'expires' and a "
+                       "higher version")
     mismatch = config.targets.matches(identity.platform, identity.vehicle_id, identity.fleet)
     if mismatch is not None:
         return Verdict("refused", v, "wrong_target", mismatch)

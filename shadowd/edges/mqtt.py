@@ -122,7 +122,13 @@ def publish_bundle(endpoint: MqttEndpoint, topic: str, data: bytes, *, retain: b
             failure.append(str(reason_code))
         connected.set()
 
+    def on_gone(client, userdata, *rest):  # refused handshake, closed socket: fail fast
+        failure.append("connection closed by the broker (TLS or authentication refused?)")
+        connected.set()
+
     client.on_connect = on_connect
+    client.on_connect_fail = on_gone
+    client.on_disconnect = on_gone
     try:
         client.connect(endpoint.host, endpoint.port, keepalive=30)
     except (OSError, ssl.SSLError) as err:
