@@ -391,3 +391,39 @@ def verify_clip(data: bytes, *, dictionaries: Dictionaries = None) -> ClipHeader
     h = read_header(data)
     decode_clip(data, dictionaries=dictionaries)
     return h
+
+
+def clip_differences(original: Clip, decoded: Clip) -> list[str]:
+    """How ``decoded`` differs from ``original`` beyond what the format allows (empty = lossless).
+
+    Allowed: stream t_ns floored to the microsecond; float fields within half a quantum of
+    their channel precision (plus float rounding); nothing else. Used by tests and the bench.
+    """
+    diffs: list[str] = []
+    meta = ("provenance", "t0_ns", "t1_ns", "causes", "priority", "truncated")
+    diffs += [f"clip {m} differs" for m in meta if getattr(original, m) != getattr(decoded, m)]
+    if list(original.streams) != list(decoded.streams):
+        return diffs + [f"streams {list(original.streams)} != {list(decoded.streams)}"]
+    for name, a in original.streams.items():
+        b = decoded.streams[name]
+        if a.dtype != b.dtype or len(a) != len(b):
+            diffs.append(f"stream {name!r}: dtype/length {a.dtype}/{len(a)} != {b.dtype}/{len(b)}")
+            continue
+        for f in a.dtype.names:
+            x, y = a[f], b[f]
+            if f == "t_ns":
+                x = x // 1000 * 1000
+            if x.dtype.kind != "f":
+                if not np.array_equal(x, y):
+                    diffs.append(f"stream {name!r} field {f!r}: values differ")
+                continue
+            base = x.dtype.subdtype[0] if x.dtype.subdtype else x.dtype
+            p = _precision_for(name, f, base, original.precisions)
+            if p > 0 and np.isfinite(x).all():
+                x64 = x.astype(np.float64)
+                tol = p / 2 * (1 + 1e-6) + np.abs(x64) * np.finfo(base).eps
+                if (np.abs(x64 - y) > tol).any():
+                    diffs.append(f"stream {name!r} field {f!r}: error {np.abs(x64 - y).max():g} > half of precision {p:g}")
+            elif x.tobytes() != y.tobytes():
+                diffs.append(f"stream {name!r} field {f!r}: not bit-exact")
+    return diffs

@@ -10,7 +10,6 @@ import numpy as np
 import shadowd
 from shadowd.clip import Clip, Provenance, TriggerDef
 from shadowd.clip.candump import load_candump
-from shadowd.core.signals import frame_dtype
 from shadowd.core.types import TriggerFired
 
 DATA = Path(shadowd.__file__).parent / "data" / "rav4"
@@ -23,15 +22,10 @@ def rav4_can() -> np.ndarray:
 
 @functools.cache
 def rav4_imu() -> np.ndarray:
-    """The phone IMU of the same drive as the canonical imu topic (axes turned to x fwd, y left, z up)."""
-    at, av = np.load(DATA / "imu" / "accelerometer_t.npy"), np.load(DATA / "imu" / "accelerometer_value.npy")
-    gt, gv = np.load(DATA / "imu" / "gyro_t.npy"), np.load(DATA / "imu" / "gyro_value.npy")
-    n = min(len(at), len(gt))
-    a = np.zeros(n, frame_dtype("imu"))
-    a["t_ns"] = np.round(at[:n] * 1e9).astype(np.int64)
-    a["accel_x_mps2"], a["accel_y_mps2"], a["accel_z_mps2"] = av[:n, 0], -av[:n, 1], -av[:n, 2]
-    a["gyro_x_rps"], a["gyro_y_rps"], a["gyro_z_rps"] = gv[:n, 0], -gv[:n, 1], -gv[:n, 2]
-    return a
+    """The phone IMU of the same drive as the canonical imu topic (PIPELINE's imu ingest)."""
+    from shadowd.edges.imu_ingest import load_phone_imu
+
+    return load_phone_imu(DATA / "imu")
 
 
 def real_clip(seconds: float = 2.0, start_s: float = 10.0) -> Clip:
@@ -62,27 +56,8 @@ def real_clip(seconds: float = 2.0, start_s: float = 10.0) -> Clip:
                 priority=3, precisions={"divergence": {"steer_err_deg": 0.01}})
 
 
-def assert_clips_equal(a: Clip, b: Clip, *, exact_time: bool = False) -> None:
+def assert_clips_equal(a: Clip, b: Clip) -> None:
     """b is a decode of a: metadata identical, streams equal at their stored precision."""
-    from shadowd.clip.codec import _precision_for
+    from shadowd.clip.codec import clip_differences
 
-    assert (a.provenance, a.t0_ns, a.t1_ns, a.causes, a.priority, a.truncated) == (
-        b.provenance, b.t0_ns, b.t1_ns, b.causes, b.priority, b.truncated)
-    assert list(a.streams) == list(b.streams)
-    for name, x in a.streams.items():
-        y = b.streams[name]
-        assert x.dtype == y.dtype and len(x) == len(y), name
-        for f in x.dtype.names:
-            xv, yv = x[f], y[f]
-            if f == "t_ns" and not exact_time:
-                xv = (xv // 1000) * 1000
-            if xv.dtype.kind == "f":
-                base = xv.dtype.base if xv.dtype.subdtype is None else xv.dtype.subdtype[0]
-                p = _precision_for(name, f, base, a.precisions)
-                if p > 0 and np.isfinite(xv).all():
-                    tol = p / 2 * (1 + 1e-6) + np.abs(xv.astype(np.float64)) * np.finfo(base).eps
-                    assert (np.abs(xv.astype(np.float64) - yv) <= tol).all(), (name, f)
-                    continue
-                assert xv.tobytes() == yv.tobytes(), (name, f)  # bit-exact, NaN payloads included
-            else:
-                assert np.array_equal(xv, yv), (name, f)
+    assert clip_differences(a, b) == []
