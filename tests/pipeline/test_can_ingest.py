@@ -189,3 +189,26 @@ def test_phone_imu_becomes_vehicle_frame():
     gz = sample(imu["t_ns"], imu["gyro_z_rps"], t, "linear")
     ok = ~np.isnan(gz)
     assert np.corrcoef(gz[ok], np.radians(ref["yaw_rate_dps"][ok]))[0, 1] > 0.6  # CAN yaw vs IMU yaw agree
+
+
+def test_vectorized_candump_parser_equals_the_line_parser(monkeypatch):
+    from shadowd.edges import can_ingest
+
+    text = (DATA / "rav4" / "c2k19_rav4_seg40.candump.log").read_bytes()[:400_000]
+    text = text[: text.rindex(b"\n") + 1]
+    fast = can_ingest._read_candump_fast(text)
+    assert fast is not None
+    monkeypatch.setattr(can_ingest, "_read_candump_fast", lambda _text: None)
+    slow = can_ingest._read_candump(text)
+    assert fast.channels == slow.channels
+    for k in ("t_ns", "channel", "can_id", "dlc", "flags"):
+        np.testing.assert_array_equal(getattr(fast, k), getattr(slow, k))
+    np.testing.assert_array_equal(fast.data, slow.data[:, : fast.data.shape[1]])
+
+
+def test_candump_can_fd_and_extended_ids_take_the_careful_path(tmp_path):
+    f = tmp_path / "fd.log"
+    f.write_text("(2.000000) can0 18FEF100#0102\n(2.000100) can0 123##1" + "11" * 12 + "\n")
+    raw = read_can_log(f)
+    assert raw.can_id.tolist() == [0x18FEF100, 0x123] and raw.dlc.tolist() == [2, 12]
+    assert raw.flags.tolist() == [1, 2] and raw.data[1, :12].tolist() == [0x11] * 12
