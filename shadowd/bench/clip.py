@@ -12,6 +12,7 @@ CAN frames alone (the figure the design brief quotes: raw 2.98 MB, row zstd-3 1.
   (d) raw                 packed records: for CAN t_ns(8) id(4) bus(1) dlc(1) data(max dlc);
                           for topics the ring frame bytes
 
+Also: 2 s clips with and without a zstd dictionary trained on other clips of the minute.
 Throughput is MB (1e6 bytes) of raw input (d) per second, best of ``--repeat`` runs.
 Data: shadowd/data/rav4 (decoded with the PIPELINE's edges/can_ingest when available).
 """
@@ -156,6 +157,18 @@ def _windows(streams: dict[str, np.ndarray], window_s: float | None, prov: Prove
     return clips
 
 
+def _dictionary_gain(clips: list[Clip]) -> dict:
+    """Short clips with and without a dictionary trained on the other (even-indexed) clips."""
+    from shadowd.clip.dictionary import train_dictionary
+
+    train, test = clips[0::2], clips[1::2]
+    d = train_dictionary([encode_clip(c) for c in train], size_bytes=32_768)
+    plain = sum(len(encode_clip(c)) for c in test)
+    with_dict = sum(len(encode_clip(c, dictionary=d)) for c in test)
+    return {"clips": len(test), "trained_on": len(train), "dictionary_bytes": len(d.as_bytes()),
+            "bytes_without": plain, "bytes_with": with_dict, "saving": round(1 - with_dict / plain, 3)}
+
+
 def run(args) -> dict:
     repeat = max(1, int(getattr(args, "repeat", 3)))
     window_s = float(getattr(args, "window_s", 20.0))
@@ -172,6 +185,7 @@ def run(args) -> dict:
     for scope, ss in scopes.items():
         for label, w in (("minute", None), (f"windows_{window_s:g}s", window_s)):
             result[f"{scope}.{label}"] = _measure(_windows(ss, w, prov), repeat, with_mcap)
+    result["dictionary.windows_2s"] = _dictionary_gain(_windows(streams, 2.0, prov))
     m = result["can_raw.minute"]
     result["targets"] = {
         "clip_vs_mcap_ge_5x": (m.get("ratio_mcap_over_clip", float("nan")) >= TARGET_VS_MCAP) if with_mcap else None,
