@@ -206,7 +206,9 @@ def encode_clip(
         ClipError for a stream the format cannot hold (not structured, no t_ns first, a
         field that is not int/uint/float/bool, a negative precision).
     """
-    body = clip_to_proto(clip, precisions).SerializeToString()
+    # deterministic: map fields (params, values, extra) in key order, so the same clip gives
+    # the same bytes (and the same clip_id) in every process (replay relies on it).
+    body = clip_to_proto(clip, precisions).SerializeToString(deterministic=True)
     if len(body) >= MAX_BODY_BYTES:
         raise ClipError(f"clip body is {len(body)} bytes, over the {MAX_BODY_BYTES}-byte limit; cut shorter clips")
     cctx = zstandard.ZstdCompressor(level=level, dict_data=dictionary, write_content_size=True)

@@ -227,3 +227,21 @@ def test_committed_v1_clip_still_decodes_to_the_same_content():
     clip = decode_clip(FIXTURE.read_bytes())
     assert read_header(FIXTURE.read_bytes()).format_version == 1
     assert _summary(clip) == json.loads(FIXTURE_EXPECT.read_text())
+
+
+def test_same_clip_encodes_to_the_same_bytes_in_every_process():
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib, dataclasses; from tests.clip.helpers import real_clip; from shadowd.clip import encode_clip\n"
+        "c = real_clip(0.2); c.provenance = dataclasses.replace(c.provenance, extra={f'k{i}': str(i) for i in range(30)})\n"
+        "print(hashlib.sha256(encode_clip(c)).hexdigest())"
+    )
+    root = Path(__file__).resolve().parents[2]
+    digests = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
+                       env={**os.environ, "PYTHONHASHSEED": str(seed)}, timeout=120).stdout.strip()
+        for seed in (1, 2, 3)
+    }
+    assert len(digests) == 1
