@@ -11,15 +11,14 @@
    topic: time until each instance applied (p50 / max) and that every one applied exactly once
    (the same bundle pushed again must come back ``unchanged``).
 
-This module also holds the loopback broker (``LocalBroker``, ``make_test_pki``) that
-tests/fixtures/mosquitto.py wraps as a pytest fixture, so the bench and the tests start the
-broker the same way. The instance process is ``python -m shadowd.bench.fleet --instance ...``.
+This module also holds the loopback broker (``LocalBroker``; certificates from the uploader's
+``bench/_nginx.make_pki``) that tests/fixtures/mosquitto.py wraps as a pytest fixture, so the
+bench and the tests start the broker the same way. The instance process is ``python -m shadowd.bench.fleet --instance ...``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
 import shutil
@@ -31,80 +30,11 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from ._nginx import free_port, make_pki
+
 # --- loopback broker with TLS ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BrokerPki:
-    """Files of a throwaway CA, a broker certificate (127.0.0.1/localhost) and a client certificate."""
-
-    cafile: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def make_test_pki(out_dir: Path) -> BrokerPki:
-    """Create a CA and two leaf certificates (EC P-256, valid one day) with ``cryptography``."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    now = _dt.datetime.now(_dt.timezone.utc)
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def write_key(key, path: Path) -> None:
-        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-        path.chmod(0o600)
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name("shadowd test CA")).issuer_name(name("shadowd test CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - _dt.timedelta(minutes=5)).not_valid_after(now + _dt.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-
-    def leaf(cn: str, usage, san: list | None):
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca.subject)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - _dt.timedelta(minutes=5)).not_valid_after(now + _dt.timedelta(days=1))
-                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
-        if san:
-            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
-        return key, builder.sign(ca_key, hashes.SHA256())
-
-    server_key, server_cert = leaf("127.0.0.1", ExtendedKeyUsageOID.SERVER_AUTH,
-                                   [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")])
-    client_key, client_cert = leaf("shadowd-test-client", ExtendedKeyUsageOID.CLIENT_AUTH, None)
-    pki = BrokerPki(out_dir / "ca.pem", out_dir / "server.pem", out_dir / "server.key",
-                  out_dir / "client.pem", out_dir / "client.key")
-    pki.cafile.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    pki.server_cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    pki.client_cert.write_bytes(client_cert.public_bytes(serialization.Encoding.PEM))
-    write_key(server_key, pki.server_key)
-    write_key(client_key, pki.client_key)
-    return pki
-
-
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LocalBroker:
@@ -117,8 +47,8 @@ class LocalBroker:
     def __init__(self, work_dir: Path, *, require_certificate: bool = False, port: int | None = None):
         self.work_dir = Path(work_dir)
         self.require_certificate = require_certificate
-        self.port = port or free_loopback_port()
-        self.pki = make_test_pki(self.work_dir / "pki")
+        self.port = port or free_port()
+        self.pki = make_pki(self.work_dir / "pki")  # the uploader's throwaway PKI, shared
         self.proc: subprocess.Popen | None = None
         self.log_path = self.work_dir / "mosquitto.log"
 
@@ -129,7 +59,7 @@ class LocalBroker:
     def endpoint(self, *, client_cert: bool = False):
         from ..edges.mqtt import MqttEndpoint
 
-        return MqttEndpoint.parse(self.url, cafile=str(self.pki.cafile),
+        return MqttEndpoint.parse(self.url, cafile=str(self.pki.ca_cert),
                                   certfile=str(self.pki.client_cert) if client_cert else None,
                                   keyfile=str(self.pki.client_key) if client_cert else None)
 
@@ -139,7 +69,7 @@ class LocalBroker:
         if binary is None:
             raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto; scripts/setup does)")
         conf = self.work_dir / "mosquitto.conf"
-        lines = [f"listener {self.port} 127.0.0.1", f"cafile {self.pki.cafile}",
+        lines = [f"listener {self.port} 127.0.0.1", f"cafile {self.pki.ca_cert}",
                  f"certfile {self.pki.server_cert}", f"keyfile {self.pki.server_key}",
                  f"require_certificate {'true' if self.require_certificate else 'false'}",
                  "allow_anonymous true", "persistence false", "log_dest stderr",
@@ -439,7 +369,7 @@ def run_fleet(work: Path, instances: int, *, timeout_s: float = 120.0, fleet: st
             shutil.copyfile(model, state / "models" / f"{sha}.onnx")  # delivered earlier
             cmd = [sys.executable, "-m", "shadowd.bench.fleet", "--instance", "--state-dir", str(state),
                    "--trust", str(keys), "--vehicle", f"veh-{i:03d}", "--fleet", fleet,
-                   "--url", broker.url, "--cafile", str(broker.pki.cafile)]
+                   "--url", broker.url, "--cafile", str(broker.pki.ca_cert)]
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                     start_new_session=True)
             procs.append(proc)

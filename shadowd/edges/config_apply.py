@@ -43,7 +43,7 @@ from ..core.bundle_state import (ApplyState, ProbationDecision, ProbationMonitor
                                  activate, admit, commit, fall_back, restarted, rollback)
 from ..core.config import ServiceConfig
 from ..errors import BundleError, ConfigError, ShadowdError
-from .bundle import StateStore, TrustStore, VerifiedBundle, atomic_write, sha256_file, verify_bundle
+from .bundle import StateStore, TrustStore, VerifiedBundle, sha256_file, verify_bundle
 
 log = logging.getLogger(__name__)
 

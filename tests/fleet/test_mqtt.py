@@ -60,8 +60,7 @@ def test_mutual_tls_broker_refuses_a_client_without_certificate(mosquitto_mtls):
 
 
 def test_broker_with_a_certificate_from_another_ca_is_refused(mosquitto, tmp_path):
-    stranger = LocalBroker(tmp_path / "other-ca")  # only its CA is used
-    endpoint = MqttEndpoint.parse(mosquitto.url, cafile=str(stranger.pki.cafile))
+    endpoint = MqttEndpoint.parse(mosquitto.url, cafile=str(mosquitto.pki.other_ca_cert))
     with pytest.raises((ShadowdError, ssl.SSLError, OSError)):
         publish_bundle(endpoint, vehicle_topic("v"), b"x", timeout_s=3)
 
@@ -144,8 +143,8 @@ def test_bad_endpoint_is_refused_with_the_fix(url, kwargs, message):
 
 
 def test_unreachable_broker_is_a_clear_error(tmp_path):
-    from shadowd.bench.fleet import free_loopback_port
+    from shadowd.bench._nginx import free_port
 
-    endpoint = MqttEndpoint.parse(f"mqtt://127.0.0.1:{free_loopback_port()}")
+    endpoint = MqttEndpoint.parse(f"mqtt://127.0.0.1:{free_port()}")
     with pytest.raises(ShadowdError, match="cannot connect to MQTT broker"):
         publish_bundle(endpoint, vehicle_topic("v"), b"x", timeout_s=2)

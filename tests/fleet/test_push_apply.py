@@ -57,14 +57,14 @@ def test_cli_push_over_mqtt_is_applied_by_a_subscribed_vehicle(tmp_path, fleet, 
         sub.start()
         try:
             assert main(["config", "push", str(bundle), "--mqtt", mosquitto.url, "--fleet", "eu-test",
-                         "--cafile", str(mosquitto.pki.cafile)]) == 0
+                         "--cafile", str(mosquitto.pki.ca_cert)]) == 0
             result = results.get(timeout=15)
             assert (result.outcome, result.version) == ("applied", 7), result.detail
             # a vehicle-topic push of an older bundle is refused; the running config stays
             older = tmp_path / "v6.bundle"
             older.write_bytes(fleet.bundle(6))
             assert main(["config", "push", str(older), "--mqtt", mosquitto.url, "--vehicle", "veh-001",
-                         "--cafile", str(mosquitto.pki.cafile)]) == 0
+                         "--cafile", str(mosquitto.pki.ca_cert)]) == 0
             result = results.get(timeout=15)
             assert (result.outcome, result.reason) == ("refused", "replayed_version")
             assert manager.status()["active_version"] == 7
