@@ -105,18 +105,24 @@ class ConfigRolledBack:
 
 
 def _preload_validators(platform: Any) -> None:
-    """Import what an apply needs now, at service start: a first import holds the GIL for
-    hundreds of milliseconds (measured: 660 ms for the model runner and adapters), which would
-    stall the frame loop during the first apply."""
+    """Do the one-time work of an apply now, at service start, not during the first apply
+    while frames flow: a first import holds the GIL for hundreds of milliseconds (measured:
+    660 ms for the model runner and adapters)."""
     for module in ("shadowd.core.triggers", "shadowd.core.upload_policy", "shadowd.core.clips",
                    "shadowd.edges.model_runner", "shadowd.adapters"):
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
     if platform is not None:
-        with contextlib.suppress(ShadowdError):
+        with contextlib.suppress(ShadowdError, ImportError):
             from ..adapters import create_adapter
 
             create_adapter(platform)
+    # The first onnxruntime session of a process sets up its environment with the GIL held
+    # (measured: ~40 ms, a late frame at 100 Hz); pay that here with the bundled model.
+    with contextlib.suppress(ShadowdError, ImportError, OSError):
+        from .model_runner import ModelRunner, default_model_path
+
+        ModelRunner(default_model_path(), platform, warmup=1).close()
 
 
 class _Refusal(Exception):
