@@ -46,6 +46,7 @@ CHECKSUM_SIZE = 32
 FLAG_ZSTD = 1
 ZSTD_LEVEL = 9
 MAX_BODY_BYTES = 1 << 31  # refuse to inflate anything claiming more than 2 GiB
+MAX_DECODED_STREAM_BYTES = 1 << 32  # and to allocate a stream larger than 4 GiB
 
 Dictionaries = Mapping[int, zstandard.ZstdCompressionDict] | Iterable[zstandard.ZstdCompressionDict] | None
 
@@ -293,6 +294,9 @@ def _stream_dtype(s: pb.Stream) -> np.dtype:
 def _decode_stream_v1(s: pb.Stream) -> np.ndarray:
     n = int(s.frame_count)
     dtype = _stream_dtype(s)
+    if n * dtype.itemsize > MAX_DECODED_STREAM_BYTES:
+        raise ClipError(f"stream {s.name!r} claims {n} frames ({n * dtype.itemsize} bytes decoded), over the "
+                        f"{MAX_DECODED_STREAM_BYTES}-byte limit; the clip is corrupt")
     if s.HasField("can"):
         return col.decode_can(s.can, n, dtype)
     out = np.zeros(n, dtype=dtype)

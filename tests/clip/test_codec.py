@@ -245,3 +245,46 @@ def test_same_clip_encodes_to_the_same_bytes_in_every_process():
         for seed in (1, 2, 3)
     }
     assert len(digests) == 1
+
+
+def _rewrap(body: bytes) -> bytes:
+    """A container with a valid checksum around an arbitrary body (what a buggy or hostile writer makes)."""
+    import hashlib
+
+    from shadowd.clip.codec import _HEADER, FLAG_ZSTD, MAGIC
+
+    z = zstandard.ZstdCompressor(level=1).compress(body)
+    header = _HEADER.pack(MAGIC, FORMAT_VERSION, FLAG_ZSTD, 0, len(z), len(body))
+    return header + z + hashlib.sha256(header + z).digest()
+
+
+@pytest.fixture(scope="module")
+def real_body(real_bytes) -> bytes:
+    from shadowd.clip.codec import decode_proto
+
+    return decode_proto(real_bytes)[1].SerializeToString(deterministic=True)
+
+
+@given(st.data())
+def test_checksummed_but_inconsistent_content_is_a_clip_error_never_a_crash(real_body, data):
+    buf = bytearray(real_body)
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, len(buf) - 1))
+        if data.draw(st.booleans()):
+            buf[pos] ^= 1 << data.draw(st.integers(0, 7))
+        else:
+            buf[pos] = data.draw(st.integers(0, 255))
+    try:
+        decode_clip(_rewrap(bytes(buf)))
+    except ClipError:
+        pass
+
+
+def test_stream_claiming_absurd_frame_count_is_refused_before_allocating(real_body):
+    from shadowd.clip import clip_pb2 as pb
+
+    m = pb.Clip()
+    m.ParseFromString(real_body)
+    m.streams[1].frame_count = 1 << 40
+    with pytest.raises(ClipError, match="over the .*-byte limit"):
+        decode_clip(_rewrap(m.SerializeToString()))
