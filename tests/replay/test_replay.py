@@ -157,11 +157,11 @@ def test_sweep_with_labels_picks_the_best_point_within_the_upload_budget(tmp_pat
         {"kind": "slowdown", "start_s": 30.0, "end_s": 34.0}, {"kind": "turn", "start_s": 45.0, "end_s": 47.0}]))
     out = tmp_path / "out"
     assert _replay(csv, "--config", config, "--out", out, "--no-html",
-                   "--sweep", "diverging:threshold=0.3,0.5,0.9", "--target-upload-share", "0.5") == 0
+                   "--sweep", "steering:threshold=1,2,4", "--target-upload-share", "0.5") == 0
     rep = _load(out)
     assert rep["labels"]["labelled_events"] == 2
     pts = rep["sweep"]["points"]
-    assert [p["params"]["diverging:threshold:0"] for p in pts] == [0.3, 0.5, 0.9]
+    assert [p["params"]["steering:threshold:0"] for p in pts] == [1.0, 2.0, 4.0]
     shares = [p["upload_share"] for p in pts]
     assert shares[0] > shares[2] and shares[0] >= shares[1] >= shares[2]  # lower threshold, more upload
     best = rep["sweep"]["best"]
