@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -68,29 +65,11 @@ def test_replay_of_the_real_drive_writes_clips_report_and_html(rav4_dir, tmp_pat
     assert timing["x_realtime"] > 1 and timing["inputs"][0]["run_s"] > 0
 
 
-@functools.cache
-def _clip_encoding_differs_across_processes() -> bool:
-    """True while shadowd.clip serializes protobuf maps in per-process hash order."""
-    code = ("from shadowd.clip import Clip, Provenance, TriggerDef, encode_clip; import hashlib; "
-            "t = TriggerDef('t', 'x > 1', {k: 1.0 for k in 'abcdefgh'}); "
-            "print(hashlib.sha256(encode_clip(Clip(Provenance('v', 'p', triggers=(t,)), 0, 1))).hexdigest())")
-    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
-    return len(outs) > 1
-
-
-def _xfail_while_clip_encoding_is_not_deterministic() -> None:
-    if _clip_encoding_differs_across_processes():
-        pytest.xfail("shadowd/clip/codec.py encode_clip needs SerializeToString(deterministic=True): "
-                     "protobuf map fields come out in per-process order (requested from CLIPS)")
-
-
 def test_outputs_are_byte_identical_with_one_and_two_workers(inputs_dir, rav4_dir, tmp_path, config):
     ins = [rav4_dir / RAV4_LOG.name, inputs_dir / "drive.csv", inputs_dir / "drive.mcap", inputs_dir / "head.blf"]
     a, b = tmp_path / "a", tmp_path / "b"
     assert _replay(*ins, "--config", config, "--out", a, "--workers", 1, "--no-html") == 0
     assert _replay(*ins, "--config", config, "--out", b, "--workers", 2, "--no-html") == 0
-    _xfail_while_clip_encoding_is_not_deterministic()
     assert (a / "report.json").read_bytes() == (b / "report.json").read_bytes()
     ca = {p.name: p.read_bytes() for p in (a / "clips").iterdir()}
     cb = {p.name: p.read_bytes() for p in (b / "clips").iterdir()}
@@ -184,5 +163,4 @@ def test_ray_local_spreads_inputs_with_the_same_report(inputs_dir, tmp_path, con
     monkeypatch.setenv("RAY_DISABLE_USAGE_STATS", "1")
     assert _replay(*ins, "--config", config, "--out", b, "--no-html", "--ray", "local") == 0
     assert json.loads((b / "timing.json").read_text())["ray"] == "local"
-    _xfail_while_clip_encoding_is_not_deterministic()
     assert (a / "report.json").read_bytes() == (b / "report.json").read_bytes()
