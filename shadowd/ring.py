@@ -212,6 +212,8 @@ def _check(rc: int, op: str, path: str = "?", c_info=None, dtype: np.dtype | Non
 
 
 _MAGIC = 0x474E495257444853  # "SHDWRING"; keep in sync with RING_MAGIC in native/src/ring.c
+_NULL = ffi.NULL
+_read_batch = lib.shadowd_ring_read_batch
 
 
 def _t_ns_offset(dtype: np.dtype) -> int:
@@ -400,8 +402,6 @@ class RingReader(_Handle):
         return reader
 
     def _buffer(self, out: np.ndarray):
-        if out is self._last:
-            return self._last_ptr
         if not isinstance(out, np.ndarray) or out.dtype != self.dtype or out.ndim != 1:
             raise RingError(
                 f'ring "{self.path}": read_into needs a 1-D numpy array of dtype {self.dtype}, got '
@@ -411,16 +411,23 @@ class RingReader(_Handle):
         if not out.flags.c_contiguous or not out.flags.writeable:
             raise RingError(f'ring "{self.path}": read_into needs a contiguous, writable array', _errno.EINVAL)
         self._last, self._last_ptr = out, ffi.from_buffer(out, require_writable=True)
+        self._last_n = min(len(out), _INT32_MAX)
         return self._last_ptr
 
     def read_into(self, out: np.ndarray) -> tuple[int, int]:
         """Copy up to ``len(out)`` next frames into ``out`` (one C call, no per-frame Python
         work). Returns ``(n, dropped)``: frames copied into out[:n] and frames lost to lapping
-        since the previous call. ``(0, 0)`` when nothing is new."""
-        ptr = self._buffer(out)
-        rc = lib.shadowd_ring_read_batch(
-            self._handle(), ptr, self._itemsize, min(len(out), _INT32_MAX), ffi.NULL, ffi.NULL, self._dropped
-        )
+        since the previous call. ``(0, 0)`` when nothing is new.
+
+        The hot path of every reader: the buffer of the last array passed in is kept (the
+        array is referenced, so it cannot be freed or resized), so reusing one preallocated
+        array costs a single C call."""
+        if out is not self._last:
+            self._buffer(out)
+        h = self._h
+        if h is None:
+            self._handle()  # raises the closed-handle error
+        rc = _read_batch(h, self._last_ptr, self._itemsize, self._last_n, _NULL, _NULL, self._dropped)
         if rc < 0:
             _check(rc, "read", self.path)
         return rc, self._dropped[0]

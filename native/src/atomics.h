@@ -47,6 +47,7 @@ static inline uint32_t load_relaxed32(shadowd_a32 *p) { return atomic_load_expli
 static inline void store_relaxed32(shadowd_a32 *p, uint32_t v) { atomic_store_explicit(p, v, memory_order_relaxed); }
 static inline uint32_t load_seqcst32(shadowd_a32 *p) { return atomic_load_explicit(p, memory_order_seq_cst); }
 static inline uint64_t load_seqcst64(shadowd_a64 *p) { return atomic_load_explicit(p, memory_order_seq_cst); }
+static inline uint64_t exchange_seqcst64(shadowd_a64 *p, uint64_t v) { return atomic_exchange_explicit(p, v, memory_order_seq_cst); }
 static inline uint32_t fetch_add_seqcst32(shadowd_a32 *p, uint32_t v) { return atomic_fetch_add_explicit(p, v, memory_order_seq_cst); }
 static inline uint32_t fetch_sub_seqcst32(shadowd_a32 *p, uint32_t v) { return atomic_fetch_sub_explicit(p, v, memory_order_seq_cst); }
 static inline uint32_t fetch_add_release32(shadowd_a32 *p, uint32_t v) { return atomic_fetch_add_explicit(p, v, memory_order_release); }
@@ -55,9 +56,6 @@ static inline uint32_t fetch_add_release32(shadowd_a32 *p, uint32_t v) { return 
 static inline void fence_release(void) { atomic_thread_fence(memory_order_release); }
 /* Orders the payload reads before it ahead of the slot stamp re-read after it. */
 static inline void fence_acquire(void) { atomic_thread_fence(memory_order_acquire); }
-/* Dekker fence between "I published head" and "is any reader asleep" (and the mirror on the
- * reader side): without it both sides can read the other's old value and a wake-up is lost. */
-static inline void fence_seqcst(void) { atomic_thread_fence(memory_order_seq_cst); }
 
 /* Copy a frame into a slot payload (both 8-byte aligned; n may be any size). */
 static inline void copy_to_shared(void *dst, const void *src, size_t n)

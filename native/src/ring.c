@@ -15,8 +15,8 @@
  * Slot protocol (a seqlock per slot). Frame s lives in slot s & mask; its stamp is
  *   2s+1 while the writer copies it in, 2s+2 once committed.
  * Writer: stamp = 2s+1 (release: the previous head store is visible first); release fence;
- *   payload, length, t_ns; stamp = 2s+2 (release); head = s+1 (release); seq_cst fence;
- *   if sleepers: bump wake word and futex-wake.
+ *   payload, length, t_ns; stamp = 2s+2 (release); head = s+1 (seq_cst exchange); if
+ *   sleepers (seq_cst load): bump wake word and futex-wake.
  * Reader of frame s < head: st1 = stamp (acquire); copy; acquire fence; st2 = stamp. The
  *   copy is good iff st1 == st2 == 2s+2. Otherwise the writer lapped the reader: reload head
  *   and jump to the oldest frame that can still be intact, counting what was skipped.
@@ -118,9 +118,11 @@ static inline uint64_t strict_oldest(const struct shadowd_ring *r, uint64_t head
 	return head - r->start_seq >= r->capacity ? head - r->capacity + 1 : r->start_seq;
 }
 
+/* Slots are whole cache lines (64 B): a reader copying slot s never shares a line with the
+ * writer filling slot s+1, which would bounce the line between cores on every frame. */
 static uint32_t slot_size_for(uint32_t payload_max)
 {
-	return SHADOWD_RING_SLOT_HEADER_SIZE + ((payload_max + 7u) & ~7u);
+	return (SHADOWD_RING_SLOT_HEADER_SIZE + payload_max + 63u) & ~63u;
 }
 
 int shadowd_ring_abi_version(void) { return SHADOWD_RING_ABI_VERSION; }
@@ -410,12 +412,17 @@ void shadowd_ring_close(struct shadowd_ring *r)
 
 /* ---- writer ---- */
 
-static inline void wake_readers(struct ring_header *h)
+/* Publish head = next and wake sleeping readers. A Dekker pair with wait(): we store head
+ * then load sleepers, it increments sleepers then loads head, all seq_cst, so in the single
+ * total order at least one side sees the other's write: either the reader sees the new head
+ * and does not sleep, or we see its increment and wake it. The exchange also has release
+ * semantics for the slot just committed. (An xchg is one locked instruction on x86, an
+ * stlxr loop on ARMv8: cheaper than a release store plus a full fence.) */
+static inline void publish(struct shadowd_ring *w, uint64_t next)
 {
-	/* Dekker with wait(): our head store above vs. its sleepers increment. Either it sees
-	 * the new head and does not sleep, or we see its increment and wake it. */
-	fence_seqcst();
-	if (load_relaxed32(&h->sleepers)) {
+	struct ring_header *h = w->hdr;
+	exchange_seqcst64(&h->head, next);
+	if (load_seqcst32(&h->sleepers)) {
 		fetch_add_release32(&h->wake_seq, 1);
 		syscall(SYS_futex, &h->wake_seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 	}
@@ -469,9 +476,7 @@ int shadowd_ring_commit(struct shadowd_ring *w, uint32_t length, int64_t t_ns)
 	uint64_t s = w->cursor;
 	end_slot(w, slot_of(w, s), s, length, t_ns);
 	w->reserved = 0;
-	/* release: the committed slot is visible before readers can see head pass it */
-	store_release64(&w->hdr->head, s + 1);
-	wake_readers(w->hdr);
+	publish(w, s + 1);
 	return 0;
 }
 
@@ -489,8 +494,7 @@ int shadowd_ring_write(struct shadowd_ring *w, const void *data, uint32_t length
 	struct ring_slot *sl = begin_slot(w, s);
 	copy_to_shared(sl->payload, data, length);
 	end_slot(w, sl, s, length, t_ns);
-	store_release64(&w->hdr->head, s + 1); /* as in commit() */
-	wake_readers(w->hdr);
+	publish(w, s + 1);
 	return 0;
 }
 
@@ -516,11 +520,13 @@ int shadowd_ring_write_batch(struct shadowd_ring *w, const void *frames, uint32_
 		struct ring_slot *sl = begin_slot(w, s);
 		copy_to_shared(sl->payload, src, stride);
 		end_slot(w, sl, s, stride, t_ns);
-		/* publish each frame as it lands: a reader never waits for the batch's end */
-		store_release64(&w->hdr->head, s + 1);
+		/* release: each frame is readable as it lands, a reader never waits for the end of
+		 * the batch; the last one goes through publish() to wake sleepers once */
+		if (i + 1 < n)
+			store_release64(&w->hdr->head, s + 1);
 	}
 	if (n)
-		wake_readers(w->hdr);
+		publish(w, w->cursor);
 	return (int)n;
 }
 
@@ -679,7 +685,7 @@ int shadowd_ring_wait(struct shadowd_ring *r, int64_t timeout_ns)
 			return 1;
 		if (timeout_ns == 0)
 			return 0;
-		/* Announce the sleep, then re-check (Dekker with wake_readers): seq_cst RMW and
+		/* Announce the sleep, then re-check (Dekker with publish()): seq_cst RMW and
 		 * load, so the writer either sees sleepers > 0 or we see its new head. */
 		fetch_add_seqcst32(&h->sleepers, 1);
 		uint32_t word = load_seqcst32(&h->wake_seq);

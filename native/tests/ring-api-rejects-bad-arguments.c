@@ -7,8 +7,9 @@ int main(void)
 	struct shadowd_ring *w, *r;
 	unsigned char buf[64];
 	CHECK_EQ(shadowd_ring_abi_version(), SHADOWD_RING_ABI_VERSION);
-	CHECK(shadowd_ring_segment_size(64, 8) == SHADOWD_RING_HEADER_SIZE + 8 * (24 + 64));
-	CHECK(shadowd_ring_segment_size(61, 8) == SHADOWD_RING_HEADER_SIZE + 8 * (24 + 64));
+	CHECK(shadowd_ring_segment_size(64, 8) == SHADOWD_RING_HEADER_SIZE + 8 * 128);
+	CHECK(shadowd_ring_segment_size(40, 8) == SHADOWD_RING_HEADER_SIZE + 8 * 64);
+	CHECK(shadowd_ring_segment_size(41, 8) == SHADOWD_RING_HEADER_SIZE + 8 * 128);
 	CHECK(shadowd_ring_segment_size(0, 8) == 0);
 	CHECK(shadowd_ring_segment_size(64, 12) == 0);
 	CHECK(shadowd_ring_segment_size(64, 1) == 0);

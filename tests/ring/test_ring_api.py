@@ -178,7 +178,7 @@ def test_writer_alive_follows_the_writer(path):
 
 
 def test_sizing_helpers():
-    assert ring_memory_bytes(VEHICLE, 1024) == 384 + 1024 * (24 + 56)
+    assert ring_memory_bytes(VEHICLE, 1024) == 384 + 1024 * 128  # 24 + 50 B in 64 B lines
     assert ring_memory_bytes(50, 1024) == ring_memory_bytes(VEHICLE, 1024)
     with pytest.raises(RingError, match="power of two"):
         ring_memory_bytes(VEHICLE, 1000)

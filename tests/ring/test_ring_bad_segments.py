@@ -111,7 +111,7 @@ def test_missing_segment_says_to_start_the_producer(tmp_path):
 def test_scribbled_slot_length_raises_and_keeps_earlier_frames(tmp_path):
     path = _segment(tmp_path, frames=5)
     reader = RingReader.open(path, VEHICLE, start="oldest")
-    slot = 24 + ((VEHICLE.itemsize + 7) // 8) * 8
+    slot = (24 + VEHICLE.itemsize + 63) // 64 * 64
     _patch(path, 384 + 3 * slot + 16, struct.pack("<I", 10**9))
     out = np.zeros(10, VEHICLE)
     n, dropped = reader.read_into(out)
@@ -124,9 +124,9 @@ def test_scribbled_slot_length_raises_and_keeps_earlier_frames(tmp_path):
 
 @given(
     edits=st.lists(
-        st.tuples(st.integers(0, 384 + 16 * 80 - 1), st.binary(min_size=1, max_size=8)), min_size=1, max_size=6
+        st.tuples(st.integers(0, 384 + 16 * 128 - 1), st.binary(min_size=1, max_size=8)), min_size=1, max_size=6
     ),
-    shrink_to=st.one_of(st.none(), st.integers(0, 384 + 16 * 80)),
+    shrink_to=st.one_of(st.none(), st.integers(0, 384 + 16 * 128)),
 )
 def test_random_corruption_never_crashes(tmp_path_factory, edits, shrink_to):
     """Whatever bytes a peer scribbles over the header or slots: a RingError or valid-looking

@@ -20,7 +20,8 @@
  * little-endian, offsets fixed by SHADOWD_RING_LAYOUT_VERSION, see docs/ring.md):
  * a 384-byte header (magic, layout version, slot size, capacity, writer pid and generation,
  * the head sequence on its own cache line, the futex word on another), then `capacity` slots
- * of `slot_size` bytes: an 24-byte slot header (stamp, t_ns, length) and the payload.
+ * of `slot_size` bytes (24-byte slot header: stamp, t_ns, length; then the payload; rounded
+ * up to whole 64-byte cache lines).
  *
  * Sequence numbers are 64-bit and run free (they are never reset, slot = seq & (capacity-1));
  * every comparison goes through an unsigned difference, so wrapping past 2^64 is harmless.
