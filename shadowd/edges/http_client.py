@@ -127,7 +127,8 @@ class HttpClient:
             self.connects += 1
             sock = conn.sock
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF_BYTES)
+            if _SNDBUF_BYTES:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF_BYTES)
             if self._pins and scheme == "https":
                 got = spki_sha256(sock.getpeercert(binary_form=True))
                 if got not in self._pins:

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import random
 import threading
 import time
@@ -160,12 +161,17 @@ class Uploader:
         self._bucket = TokenBucket(config.bandwidth_bytes_per_s, config.effective_burst_bytes, self._mono())
         self._budget = self._load_budget()
         self._states: dict[str, _ClipState] = {}
-        self._head_checked: set[str] = set()
+        self._head_checked: set[str] = set()  # clips known not to be on the server yet
+        self._on_disk: set[str] = set()  # clips whose state file exists
         self._lock = threading.Lock()
         self._counters: Counter[str] = Counter()
         self._failures: Counter[str] = Counter()
         self._queue_snapshot: dict[str, Any] = {}
         self._gated = ""
+        self._ack_due: list[str] = []  # uploaded, still leased, spool ack not yet queued
+        self._ack_queue: queue.Queue[str | None] = queue.Queue()
+        self._ack_worker: threading.Thread | None = None
+        self._remove_orphan_states()
 
     # ------------------------------------------------------------------------------- public
 
@@ -219,6 +225,12 @@ class Uploader:
         self.close()
 
     def close(self) -> None:
+        """Finish queued spool acks, stop the ack thread and close the connection."""
+        self._flush_acks()
+        if self._ack_worker is not None:
+            self._ack_queue.put(None)
+            self._ack_worker.join()
+            self._ack_worker = None
         self._http.close()
 
     def metrics(self) -> dict[str, Any]:
@@ -226,7 +238,7 @@ class Uploader:
         with self._lock:
             out: dict[str, Any] = dict(self._queue_snapshot)
             for name in ("bytes_sent", "attempts", "uploaded", "deduped", "parts_sent", "expired",
-                         "corrupt"):
+                         "corrupt", "ack_failed"):
                 out[name] = self._counters[name]
             out["failures"] = {"__label__": "cause", **dict(self._failures)}
             out["gated"] = self._gated
@@ -272,7 +284,9 @@ class Uploader:
         size = int(getattr(clip, "size_bytes", 0) or os.path.getsize(self.spool.path(clip_id)))
         path = self._state_path(clip_id)
         st = None
-        if path.exists():
+        existed = path.exists()
+        if existed:
+            self._on_disk.add(clip_id)
             try:
                 st = _ClipState(**json.loads(path.read_text()))
                 if st.clip_id != clip_id or st.size_bytes != size:
@@ -295,26 +309,42 @@ class Uploader:
                 part_size_bytes=self.config.part_size_bytes if multipart else 0,
                 upload_id=uuid.uuid4().hex if multipart else "",
             )
-            self._save_state(st)
+            if spooled_at <= 0:
+                self._save_state(st)  # first_seen could not be rebuilt from the spool
+        if not existed:
+            # no state file: no request for this clip was ever made, so it cannot be on the
+            # server and the HEAD round trip is skipped (the state file is written just before
+            # the first request: see _step)
+            self._head_checked.add(clip_id)
         self._states[clip_id] = st
         return st
 
     def _save_state(self, st: _ClipState) -> None:
+        """Write the state atomically (temp + rename). Deliberately no fsync: after a power cut
+        the file is the old one, the new one, or unreadable, and each of those only costs
+        re-sending a part (an unreadable file restarts the clip); nothing is lost or doubled."""
         path = self._state_path(st.clip_id)
         tmp = path.with_suffix(".json.tmp")
         with open(tmp, "w") as f:
             json.dump(asdict(st), f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
+        self._on_disk.add(st.clip_id)
 
-    def _forget(self, clip_id: str) -> None:
+    def _forget(self, clip_id: str, *, keep_file: bool = False) -> None:
         self._states.pop(clip_id, None)
         self._head_checked.discard(clip_id)
-        try:
-            self._state_path(clip_id).unlink()
-        except FileNotFoundError:
-            pass
+        self._on_disk.discard(clip_id)
+        if not keep_file:
+            self._state_path(clip_id).unlink(missing_ok=True)
+
+    def _remove_orphan_states(self) -> None:
+        """State files of clips the spool no longer holds (a crash between ack and cleanup)."""
+        contains = getattr(self.spool, "__contains__", None)
+        if contains is None:
+            return
+        for path in self.state_dir.glob("*.json"):
+            if not contains(path.stem):
+                path.unlink(missing_ok=True)
 
     def _load_budget(self) -> DailyBudget:
         budget = DailyBudget(self.config.daily_budget_bytes)
@@ -364,10 +394,13 @@ class Uploader:
     def _step(self, st: _ClipState, now: float) -> UploadResult:
         cid = st.clip_id
         try:
-            self.spool.lease(cid)
+            leased = self.spool.lease(cid)
+            # the path now, before acks start: they hold the spool's lock while they fsync
+            path = str(getattr(leased, "path", None) or self.spool.path(cid))
         except (SpoolError, KeyError, FileNotFoundError) as err:
             self._forget(cid)
             return UploadResult("waiting", clip_id=cid, cause="lease", message=str(err))
+        self._start_acks()  # the previous clip's ack overlaps this clip's transfer
         acked = False
         try:
             st.attempts += 1
@@ -381,10 +414,12 @@ class Uploader:
                         self._counters["deduped"] += 1
                     return UploadResult("deduped", clip_id=cid)
                 self._head_checked.add(cid)
+            if cid not in self._on_disk:
+                self._save_state(st)  # from now on a restart must HEAD before re-sending
             if st.mode == "single":
-                result = self._put_single(st, url, now)
+                result = self._put_single(st, url, path, now)
             else:
-                result = self._put_next_part(st, url, now)
+                result = self._put_next_part(st, url, path, now)
             if result.action == "uploaded":
                 acked = self._ack(st)
                 with self._lock:
@@ -454,8 +489,7 @@ class Uploader:
             f"{what}: refused with HTTP {s} {detail!r}; check the endpoint template and credentials "
             "(retrying at the slowest backoff until the clip expires)", False, f"http_{s // 100}xx")
 
-    def _put_single(self, st: _ClipState, url: str, now: float) -> UploadResult:
-        path = str(self.spool.path(st.clip_id))
+    def _put_single(self, st: _ClipState, url: str, path: str, now: float) -> UploadResult:
         md5 = None
         if "content-md5" in self.config.integrity_headers:
             md5 = base64.b64encode(_file_digest(path, 0, st.size_bytes, "md5")).decode()
@@ -468,8 +502,7 @@ class Uploader:
         return UploadResult("uploaded", clip_id=st.clip_id, bytes_sent=self._http.bytes_sent_last,
                             status=resp.status)
 
-    def _put_next_part(self, st: _ClipState, url: str, now: float) -> UploadResult:
-        path = str(self.spool.path(st.clip_id))
+    def _put_next_part(self, st: _ClipState, url: str, path: str, now: float) -> UploadResult:
         n = self._next_part(st)
         if n is None:
             return self._commit_manifest(st, url, path, now)
@@ -513,15 +546,56 @@ class Uploader:
     # ------------------------------------------------------------------------------- outcomes
 
     def _ack(self, st: _ClipState) -> bool:
-        try:
-            self.spool.ack(st.clip_id)
-        except (SpoolError, KeyError, FileNotFoundError) as err:
-            # the server has it; the next attempt's HEAD will find it and ack again
-            log.warning("clip %s uploaded but the spool refused the ack: %s", st.clip_id, err)
-            self._head_checked.discard(st.clip_id)
-            return False
-        self._forget(st.clip_id)
+        """The server has the clip: queue its spool ack; it stays leased until then.
+
+        The spool's ack is durable (unlink + directory fsync, ~10 ms on this disk), so acks run
+        on a helper thread *while the next clip is on the wire* (started by :meth:`_step` after
+        it leased the next clip, so the two never wait on the spool's lock at the same time),
+        and synchronously whenever there is nothing to send. A crash with acks still queued
+        leaves those clips spooled; the HEAD on restart finds them on the server and acks them.
+        """
+        self._ack_due.append(st.clip_id)
+        self._forget(st.clip_id, keep_file=True)  # removed once the spool ack is done
         return True
+
+    def _start_acks(self) -> None:
+        if not self._ack_due:
+            return
+        if self._ack_worker is None:
+            self._ack_worker = threading.Thread(target=self._ack_loop, name="shadowd-upload-ack", daemon=True)
+            self._ack_worker.start()
+        for clip_id in self._ack_due:
+            self._ack_queue.put(clip_id)
+        self._ack_due = []
+
+    def _flush_acks(self) -> None:
+        self._start_acks()
+        if self._ack_worker is not None:
+            self._ack_queue.join()
+
+    def _ack_loop(self) -> None:
+        while True:
+            clip_id = self._ack_queue.get()
+            try:
+                if clip_id is None:
+                    return
+                self._ack_one(clip_id)
+            finally:
+                self._ack_queue.task_done()
+
+    def _ack_one(self, clip_id: str) -> None:
+        try:
+            self.spool.ack(clip_id)
+            self._state_path(clip_id).unlink(missing_ok=True)
+        except (SpoolError, KeyError, FileNotFoundError) as err:
+            # the server has it; releasing makes it pending again, and its HEAD acks it
+            log.warning("clip %s uploaded but the spool refused the ack: %s", clip_id, err)
+            with self._lock:
+                self._counters["ack_failed"] += 1
+            try:
+                self.spool.release(clip_id)
+            except (SpoolError, KeyError, FileNotFoundError):
+                pass
 
     def _drop(self, st: _ClipState, what: str, why: str) -> UploadResult:
         log.warning("dropping clip %s (%s): %s", st.clip_id, what, why)
@@ -552,6 +626,8 @@ class Uploader:
         return UploadResult("failed", clip_id=st.clip_id, cause=err.cause, wait_s=delay, message=str(err))
 
     def _set_gated(self, result: UploadResult) -> UploadResult:
+        """Nothing to send this step: finish queued acks now, and note why we are not sending."""
+        self._flush_acks()
         self._gated = result.cause if result.action == "gated" else ""
         return result
 

@@ -62,7 +62,7 @@ def assert_exactly_once(spool: Spool, server_root: Path, spooled_ids: list[str])
     held = server_objects(server_root)
     assert not held.problems, held.problems
     assert not held.duplicates(), held.duplicates()
-    in_spool = {c.clip_id for c in spool.pending()}
+    in_spool = {c.clip_id for c in spool.clips()}
     missing = [cid for cid in spooled_ids if cid not in in_spool and cid not in held.clip_ids]
     assert not missing, f"lost clips: {missing}"
     assert held.clip_ids <= set(spooled_ids), held.clip_ids - set(spooled_ids)

@@ -27,7 +27,7 @@ def test_small_and_large_clips_arrive_verified_over_tls_and_leave_the_spool(tmp_
                                      multipart_threshold_bytes=1 << 20), clock)
     results = drain(up, clock)
     assert [r.action for r in results].count("uploaded") == 3
-    assert spool.pending() == []
+    assert spool.clips() == []
     held = server_objects(nginx_tls.root)
     assert held.clip_ids == set(ids)
     assert_exactly_once(spool, nginx_tls.root, ids)
@@ -78,7 +78,7 @@ def test_a_server_signed_by_another_ca_is_refused_and_nothing_is_sent(tmp_path, 
     r = up.run_once()
     assert (r.action, r.cause) == ("failed", "tls")
     assert up.metrics()["bytes_sent"] == 0
-    assert [c.clip_id for c in spool.pending()] == ids
+    assert [c.clip_id for c in spool.clips()] == ids
 
 
 def test_key_pinning_accepts_the_pinned_key_and_refuses_any_other(tmp_path, nginx_tls, pki):
@@ -103,21 +103,30 @@ def _der(pem_path):
 
 
 def test_a_clip_already_on_the_server_is_acked_without_sending_it_again(tmp_path, nginx_plain):
-    # the crash between the server's 2xx and the spool ack: the same clip is still spooled
-    spool_a, ids = fill_spool(tmp_path / "a", [400_000])
-    data = spool_a.path(ids[0]).read_bytes()
+    # the crash between the server's 2xx and the spool ack: the clip is still spooled
+    spool, ids = fill_spool(tmp_path / "spool", [400_000])
     clock = Clock()
-    drain(make_uploader(spool_a, config(nginx_plain.url), clock), clock)
+    crashed = make_uploader(spool, config(nginx_plain.url), clock)
+    assert crashed.run_once().action == "uploaded"  # 2xx; its spool ack is still queued
+    spool.close()  # ...and the process dies here: no ack, no cleanup
     from shadowd.edges.spool import Spool
 
-    spool_b = Spool(tmp_path / "b", 1 << 30)
-    spool_b.put(data, priority=0, t_ns=0)
-    up = make_uploader(spool_b, config(nginx_plain.url), clock)
-    r = up.run_once()
-    assert r.action == "deduped"
-    assert spool_b.pending() == []
+    spool = Spool(spool.root, 1 << 30)
+    assert [c.clip_id for c in spool.clips()] == ids
+    up = make_uploader(spool, config(nginx_plain.url), clock)
+    assert up.run_once().action == "deduped"
+    assert up.run_once().action == "idle"  # nothing left to send: queued acks are done now
+    assert spool.clips() == []
     assert [e[0] for e in _log(nginx_plain)].count("PUT") == 1
     assert up.metrics()["deduped"] == 1
+    assert not list((spool.root / ".upload").glob("*.json"))  # no state left behind
+
+
+def test_a_fresh_clip_is_sent_without_a_head_round_trip(tmp_path, nginx_plain):
+    spool, ids = fill_spool(tmp_path / "spool", [1000, 2000])
+    clock = Clock()
+    drain(make_uploader(spool, config(nginx_plain.url), clock), clock)
+    assert [e[0] for e in _log(nginx_plain)] == ["PUT", "PUT"]
 
 
 def test_higher_priority_clips_go_first(tmp_path, nginx_plain):
@@ -167,7 +176,7 @@ def test_an_undeliverable_clip_expires_and_is_counted(tmp_path):
     clock.t_s += 3601
     r = up.run_once()
     assert r.action == "expired"
-    assert spool.pending() == []
+    assert spool.clips() == []
     m = up.metrics()
     assert m["expired"] == 1 and m["failures"]["connect"] == 1
 
@@ -206,7 +215,8 @@ def test_metrics_report_queue_by_priority_oldest_age_and_failures(tmp_path, ngin
     drain(up, clock)
     m = up.metrics()
     assert m["uploaded"] == 3 and m["queue_clips"] == 0
-    assert m["bytes_sent"] == 6000  # the 503 came on the HEAD: no body was wasted on it
+    # 6000 delivered, plus the two bodies answered 503 (3000 + 1000): a metered link bills them
+    assert m["bytes_sent"] == 10_000
     from shadowd.core.metrics import to_prometheus
 
     text = to_prometheus({"upload": m})
