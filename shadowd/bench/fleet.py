@@ -7,9 +7,10 @@
    late frames (the swap must not cost a frame). Peers: a bare Ed25519 verify and a bare
    sha256 of the model file, so the ratios show where time goes.
 2. fleet: a real mosquitto on loopback with TLS, N instance processes (each the real
-   MqttConfigSubscriber + ConfigManager, own state dir), one retained QoS-1 push to the fleet
-   topic: time until each instance applied (p50 / max) and that every one applied exactly once
-   (the same bundle pushed again must come back ``unchanged``).
+   MqttConfigSubscriber + ConfigManager + a 100 Hz frame loop, own state dir), one retained
+   QoS-1 push to the fleet topic: time until each instance applied (p50 / max), that every one
+   applied exactly once (the same bundle pushed again must come back ``unchanged``), and the
+   frames that were late by more than a period (N processes share this machine's cores).
 
 This module also holds the loopback broker (``LocalBroker``; certificates from the uploader's
 ``bench/_nginx.make_pki``) that tests/fixtures/mosquitto.py wraps as a pytest fixture, so the
@@ -297,6 +298,10 @@ class _FrameLoop:
 
     def swap_in(self, prepared) -> threading.Event:
         done = threading.Event()
+        if not self._thread.is_alive() and not self._stop.is_set():  # not started: swap now
+            self._active = prepared
+            done.set()
+            return done
         self._pending = (prepared, done)
         return done
 
@@ -334,6 +339,7 @@ def run_fleet(work: Path, instances: int, *, timeout_s: float = 120.0, fleet: st
     sha = sha256_file(model)
     bundle = sign_bundle(bench_config(1, model, fleet=fleet), load_private_key(priv), "fleet")
     procs: list[subprocess.Popen] = []
+    readers: list[threading.Thread] = []
     events: dict[int, list[dict]] = {i: [] for i in range(instances)}
     lock = threading.Condition()
 
@@ -373,9 +379,11 @@ def run_fleet(work: Path, instances: int, *, timeout_s: float = 120.0, fleet: st
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                     start_new_session=True)
             procs.append(proc)
-            threading.Thread(target=reader, args=(i, proc), daemon=True).start()
+            readers.append(threading.Thread(target=reader, args=(i, proc), daemon=True))
+            readers[-1].start()
         wait_for(lambda: all(count(i, "ready") for i in range(instances)), "instances to subscribe")
         startup_s = time.perf_counter() - t_start
+        time.sleep(1.0)  # an idle second: the frame loops' peer figures
         t0_ns = time.time_ns()
         publish_bundle(broker.endpoint(), fleet_topic(fleet), bundle)
         wait_for(lambda: all(count(i, "applied") for i in range(instances)), "every instance to apply")
@@ -395,7 +403,11 @@ def run_fleet(work: Path, instances: int, *, timeout_s: float = 120.0, fleet: st
                 proc.kill()
                 proc.wait()
         broker.stop()
+    for t in readers:
+        t.join(10)  # the instances' last lines ("exit", with their frame counts)
+    exits = [next((e for e in events[i] if e.get("event") == "exit"), None) for i in range(instances)]
     applied_counts = [count(i, "applied") for i in range(instances)]
+    idles = [next(e["idle"] for e in events[i] if e.get("event") == "applied") for i in range(instances)]
     refused = sum(count(i, "refused") for i in range(instances))
     lat_s = [n / 1e9 for n in latencies]
     return {
@@ -406,6 +418,13 @@ def run_fleet(work: Path, instances: int, *, timeout_s: float = 120.0, fleet: st
         "applied_exactly_once": all(c == 1 for c in applied_counts),
         "applied_counts_min_max": [min(applied_counts), max(applied_counts)],
         "refused": refused,
+        "frame_loop_hz": 100,
+        "frames_idle_peer": sum(idle["count"] for idle in idles),
+        "frames_late_idle_peer": sum(idle["late"] for idle in idles),
+        "frames_total": sum(e["frames"] for e in exits if e),
+        "frames_late_total": sum(e["late"] for e in exits if e),
+        "frame_lateness_ms_max": max((e["max_lateness_s"] for e in exits if e), default=0.0) * 1e3,
+        "instances_reporting_frames": sum(1 for e in exits if e),
     }
 
 
@@ -449,24 +468,35 @@ def _instance_main(argv: list[str]) -> int:
 
     manager = ConfigManager(Path(a.state_dir), Path(a.trust), VehicleIdentity(a.vehicle, a.platform, a.fleet),
                             _platform(a.platform))
-    manager.startup()
+    frames = _FrameLoop(period_s=0.01)  # the vehicle's 100 Hz frame loop; configs swap between frames
+    frames.swap_in(manager.startup())
+    frames.start()
     sub: MqttConfigSubscriber | None = None
 
     def on_bundle(data: bytes, topic: str) -> None:
-        result = manager.apply(data, f"mqtt:{topic}")
-        emit(event=result.outcome, version=result.version, reason=result.reason, t_ns=time.time_ns(),
-             total_s=result.timings_s.get("total_s"))
+        idle = frames.snapshot()  # peer: the loop before anything was pushed
+        result = manager.offer(data, f"mqtt:{topic}")
+        outcome = result.outcome
+        if outcome == "prepared":
+            frames.swap_in(result.prepared).wait(5)
+            manager.activated(result.prepared)
+            outcome = "applied"
+        emit(event=outcome, version=result.version, reason=result.reason, t_ns=time.time_ns(), idle=idle)
         if sub is not None:
-            sub.publish_status(result.as_dict())
+            sub.publish_status({**result.as_dict(), "outcome": outcome})
 
     sub = MqttConfigSubscriber(MqttEndpoint.parse(a.url, cafile=a.cafile), a.vehicle, a.fleet, on_bundle)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     sub.start()
     if sub.subscribed.wait(60):
+        frames.reset()
         emit(event="ready", t_ns=time.time_ns())
     stop.wait()
     sub.stop()
+    frames.stop()
+    emit(event="exit", frames=frames.count, late=frames.late, max_lateness_s=frames.max_lateness_s)
+    manager.close()
     return 0
 
 
