@@ -429,7 +429,9 @@ def _message_fields(decoded: Any) -> dict[str, float]:
     if isinstance(decoded, dict):
         return {k: v for k, v in decoded.items() if isinstance(v, (int, float))}
     out = {}
-    for desc, value in decoded.ListFields():
+    # every field of the schema, not ListFields(): proto3 leaves out fields equal to 0
+    for desc in decoded.DESCRIPTOR.fields:
+        value = getattr(decoded, desc.name)
         if isinstance(value, (int, float)):
             out[desc.name] = value
     return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -12,6 +11,8 @@ import pytest
 
 from shadowd.cli import main
 from shadowd.clip import decode_clip
+from shadowd.edges.platforms import load_platform
+from shadowd.replay.inputs import read_input
 from shadowd.replay.parallel import ray_available
 from shadowd.replay.runner import default_model_path, file_sha256
 from tests.replay.conftest import RAV4_LOG, write_canonical_csv, write_json_mcap
@@ -31,6 +32,11 @@ def config(tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("cfg") / "triggers.json"
     p.write_text(json.dumps({"triggers": TEST_TRIGGERS, "windows": {"pre_s": 3, "post_s": 2, "max_clip_s": 30}}))
     return p
+
+
+@pytest.fixture(scope="module")
+def desktop():
+    return load_platform("desktop")
 
 
 def _replay(*argv) -> int:
@@ -128,6 +134,18 @@ def test_clips_replay_against_a_new_model_and_ab_says_what_changed(rav4_dir, tmp
     assert all(r["corner_case"]["verdict"] in {"fixed", "improved", "not fixed", "regressed"} for r in rows)
     # every clip input carries the triggers that produced it
     assert all(r["origin"]["triggers"] for r in rep["inputs"] if r["status"] == "ok")
+
+
+def test_a_clip_exported_to_mcap_replays_with_the_clip_frames(rav4_dir, tmp_path, config, desktop):
+    out = tmp_path / "first"
+    assert _replay(rav4_dir, "--config", config, "--out", out, "--no-html") == 0
+    clip_path = sorted((out / "clips").glob("*.clip"))[-1]
+    assert main(["clip", "export", str(clip_path), "--mcap", str(tmp_path / "c.mcap")]) == 0
+    drive = read_input(tmp_path / "c.mcap", desktop, ["speed_mps", "steer_angle_deg"])
+    clip = decode_clip(clip_path.read_bytes())
+    for topic in ("vehicle", "imu"):
+        assert drive.topics[topic].tobytes() == clip.streams[topic].tobytes()
+    assert drive.notes["skipped_channels"]["/can_raw"] == len(clip.streams["can_raw"])
 
 
 def test_sweep_with_labels_picks_the_best_point_within_the_upload_budget(tmp_path, config):
