@@ -11,8 +11,9 @@ Rules of this file:
 1. The running config is never touched by a refusal: ``offer()`` returns an ApplyResult with
    the reason and the running service carries on. Nothing raised here reaches the frame loop.
 2. Thread-safe: MQTT callbacks, the incoming-directory watcher and the service thread may call
-   in concurrently; one lock serialises every state change. Model warm-up runs under it too
-   (one candidate at a time is the point).
+   in concurrently. One lock serialises offers (one candidate warms at a time); another,
+   held only briefly, guards the state. Calls that persist (``activated``, and ``tick`` /
+   ``report_health`` when they decide) fsync: make them off the frame thread.
 3. Persistence goes through StateStore (atomic writes) *before* the caller is told, so a crash
    at any moment leaves anti-rollback and the last known good intact.
 4. Teammates' validators (TRIGGERS compiler, UPLOADER's UploadConfig, PIPELINE's ModelRunner,
@@ -161,7 +162,8 @@ class ConfigManager:
         self._wall = wall_clock_s
         self._mono = mono_clock_ns
         self._warm = warm_model
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards state, active, monitor, counters, history
+        self._offer_lock = threading.Lock()  # one candidate is verified/prepared at a time
         self.store = StateStore(self.state_dir)
         self._lock_file = self.store.lock()  # one writer of the apply state per vehicle
         self.state: ApplyState = self.store.load()
@@ -253,7 +255,9 @@ class ConfigManager:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         version = None
-        with self._lock:
+        # One candidate at a time (_offer_lock); the state lock is held only for the decision,
+        # so report_health()/tick()/status() never wait behind a model warm-up.
+        with self._offer_lock:
             try:
                 try:
                     verified = verify_bundle(data, TrustStore.load(self.trust_dir))
@@ -261,7 +265,9 @@ class ConfigManager:
                     raise _Refusal(err.reason, str(err)) from err
                 version = verified.config.version
                 timings["verify_s"] = time.perf_counter() - t0
-                verdict = admit(self.state, verified.config, verified.payload_sha256, self.identity, self._wall())
+                with self._lock:
+                    verdict = admit(self.state, verified.config, verified.payload_sha256, self.identity,
+                                    self._wall())
                 if verdict.outcome == "unchanged":
                     return self._result("unchanged", version, source, None, verdict.detail, None, timings, t0)
                 if verdict.refused:
@@ -272,18 +278,25 @@ class ConfigManager:
             except _Refusal as ref:
                 if ref.reason == "model_missing":
                     self._awaiting_model = (bytes(data), source)
-                self.refusals[ref.reason] += 1
                 return self._result("refused", version, source, ref.reason, ref.detail, None, timings, t0)
             except Exception as err:  # a validator bug must not take the service down
                 log.exception("unexpected error while applying a bundle from %s", source)
-                self.refusals["invalid_config"] += 1
                 return self._result("refused", version, source, "invalid_config",
                                     f"internal error while validating: {type(err).__name__}: {err}",
                                     None, timings, t0)
 
     def activated(self, prepared: PreparedConfig) -> None:
-        """The service now runs ``prepared`` (swapped between two frames): persist, start probation."""
+        """The service now runs ``prepared`` (swapped between two frames): persist, start probation.
+
+        Persists with fsync (milliseconds): call it off the frame thread. Raises BundleError
+        ``replayed_version`` when a higher version was activated since ``prepared`` was offered
+        (the service should then swap back; nothing was persisted).
+        """
         with self._lock:
+            if prepared.version <= self.state.highest_version:
+                raise BundleError(f"v{prepared.version} was overtaken by v{self.state.highest_version} "
+                                  "while it was being prepared; keep running the newer one",
+                                  reason="replayed_version")
             slot = Slot(prepared.version, prepared.payload_sha256)
             self.store.keep_bundle(prepared.payload_sha256, prepared.raw)
             self.state = activate(self.state, slot, prepared.config.probation_s)
@@ -302,7 +315,10 @@ class ConfigManager:
         if result.outcome != "prepared":
             return result
         t = time.perf_counter()
-        self.activated(result.prepared)
+        try:
+            self.activated(result.prepared)
+        except BundleError as err:
+            return ApplyResult("refused", result.version, source, err.reason, str(err), None, result.timings_s)
         timings = dict(result.timings_s)
         timings["activate_s"] = time.perf_counter() - t  # persisting the state (fsync) included
         timings["total_s"] = timings.get("total_s", 0.0) + timings["activate_s"]
@@ -408,7 +424,10 @@ class ConfigManager:
 
     def _result(self, outcome, version, source, reason, detail, prepared, timings, t0) -> ApplyResult:
         timings["total_s"] = time.perf_counter() - t0
-        self._record(outcome, version, source, reason, detail)
+        with self._lock:
+            if outcome == "refused":
+                self.refusals[reason] += 1
+            self._record(outcome, version, source, reason, detail)
         if outcome == "refused":
             log.warning("config bundle from %s refused (%s): %s", source, reason, detail)
         else:

@@ -227,6 +227,20 @@ def test_service_starts_without_candidate_when_no_stored_config_loads(fleet):
         assert manager.apply(fleet.bundle(2), "test").outcome == "applied"
 
 
+def test_candidate_overtaken_while_prepared_is_not_activated(fleet):
+    from shadowd.errors import BundleError
+
+    fleet.install_model()
+    with fleet.manager() as manager:
+        slow = manager.offer(fleet.bundle(3), "a").prepared
+        fast = manager.offer(fleet.bundle(4), "b").prepared
+        manager.activated(fast)
+        with pytest.raises(BundleError) as info:
+            manager.activated(slow)
+        assert info.value.reason == "replayed_version"
+        assert manager.status()["active_version"] == 4
+
+
 def test_two_managers_on_one_state_are_refused(fleet):
     with fleet.manager():
         with pytest.raises(ConfigError, match="locked"):
