@@ -48,6 +48,8 @@ MAX_PERIOD_S = 86_400.0
 """Longest period of periodic()."""
 MIN_PERIOD_S = 1.0
 """Shortest period of periodic()."""
+MEAN_LIMIT = 1e12
+"""mean_over treats values beyond +-MEAN_LIMIT as unknown (keeps its running sum finite)."""
 
 NUM = "number"
 BOOL = "condition"
@@ -560,6 +562,9 @@ class Chunk:
                 if len(col) != self.n:
                     raise ValueError(f"column {name!r} has {len(col)} values for {self.n} ticks; "
                                      "every column must have one value per tick")
+                finite = np.isfinite(col)
+                if not finite.all():
+                    col = np.where(finite, col, _NAN)  # +-inf is as unknown as NaN
             self.cache[name] = col
         return col
 
@@ -581,9 +586,10 @@ class _Leaf:
         if x is None:
             return _NAN
         try:
-            return float(x)
+            x = float(x)
         except (TypeError, ValueError):
             return _NAN
+        return x if x - x == 0.0 else _NAN  # +-inf is as unknown as NaN
 
     def batch(self, ch: Chunk):
         return ch.column(self.name)
@@ -897,6 +903,7 @@ class _Extremum:
 
 class _Mean:
     """mean_over: mean of the known samples in [t - window, t], NaN when there are none.
+    Values beyond +-MEAN_LIMIT count as unknown, so one absurd value cannot poison the sum.
 
     Sums come from one running cumulative sum ``c`` (and count ``k``) since the evaluator
     started, differenced at the window's first sample. Both paths add the same values in the
@@ -921,7 +928,7 @@ class _Mean:
         self.ts.append(t)
         self.cs.append(self.c)
         self.ks.append(self.k)
-        if x == x:
+        if -MEAN_LIMIT <= x <= MEAN_LIMIT:
             self.c += x
             self.k += 1
         lo = t - self.w
@@ -935,7 +942,7 @@ class _Mean:
 
     def batch(self, ch):
         x = self.a.batch(ch)
-        known = ~np.isnan(x)
+        known = np.abs(x) <= MEAN_LIMIT
         csum = np.cumsum(np.concatenate(([self.c], np.where(known, x, 0.0))))
         ksum = np.cumsum(np.concatenate(([self.k], known.astype(np.int64))))
         m = len(self.ts)

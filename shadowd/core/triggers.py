@@ -364,7 +364,7 @@ class TriggerEngine:
                 x = float(x)
             except (TypeError, ValueError):
                 continue
-            if x == x:
+            if x - x == 0.0:  # finite: NaN and +-inf are unknown, as in the expression
                 causes[name] = x
         return self._fired(k, t, causes)
 
