@@ -89,6 +89,10 @@ class BoundedHistory:
     def topics(self) -> list[str]:
         return sorted(self._chunks)
 
+    def frames_by_topic(self) -> dict[str, list[np.ndarray]]:
+        """The chunks held per topic (for status and tests); do not modify them."""
+        return {k: list(v) for k, v in self._chunks.items()}
+
     def frames(self, topic: str, t0_ns: int, t1_ns: int) -> np.ndarray:
         if topic not in self._chunks:
             raise KeyError(topic)
