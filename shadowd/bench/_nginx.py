@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..errors import ShadowdError
 
-SWITCH_CODES = (403, 404, 500, 503, 507)
+SWITCH_CODES = (400, 403, 404, 500, 503, 507)
 
 
 def free_port() -> int:

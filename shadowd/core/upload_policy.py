@@ -269,7 +269,7 @@ class UploadConfig:
     client_key: str | None = None
     pin_sha256: tuple[str, ...] = ()  # hex SHA-256 of the server's SubjectPublicKeyInfo
     bandwidth_bytes_per_s: int = 0  # 0 = uncapped
-    burst_bytes: int = 0  # 0 = derived: max(64 KiB, 50 ms of bandwidth)
+    burst_bytes: int = 0  # 0 = derived: max(64 KiB, 200 ms of bandwidth)
     daily_budget_bytes: int = 0  # 0 = unlimited
     part_size_bytes: int = 8 * 1024 * 1024
     multipart_threshold_bytes: int = 16 * 1024 * 1024
@@ -347,7 +347,9 @@ class UploadConfig:
     def effective_burst_bytes(self) -> int:
         if self.burst_bytes:
             return self.burst_bytes
-        return max(64 * 1024, int(self.bandwidth_bytes_per_s * 0.05))
+        # 200 ms of bandwidth: enough slack that a late wake-up of a busy machine is caught up
+        # instead of lost (the cap stays accurate), small enough to be invisible on the link
+        return max(64 * 1024, int(self.bandwidth_bytes_per_s * 0.2))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "UploadConfig":

@@ -496,7 +496,7 @@ class Uploader:
         body = FileRange(path, 0, st.size_bytes)
         resp = self._request("PUT", url, st, now, headers=self._headers(st.clip_id, md5_b64=md5), body=body,
                              pace=self._pace_or_none())
-        if resp.status == 400 and _file_digest(path, 0, st.size_bytes, "sha256").hex() != st.clip_id:
+        if resp.status == 400 and self._locally_corrupt(st, path):
             return self._drop(st, "corrupt", "local bytes no longer hash to the clip id")
         self._check(resp, f"PUT {url}")
         return UploadResult("uploaded", clip_id=st.clip_id, bytes_sent=self._http.bytes_sent_last,
@@ -524,9 +524,6 @@ class Uploader:
         return UploadResult("part_sent", clip_id=st.clip_id, part_number=n, bytes_sent=size, status=resp.status)
 
     def _commit_manifest(self, st: _ClipState, url: str, path: str, now: float) -> UploadResult:
-        # last chance to catch local corruption before the server declares the object complete
-        if _file_digest(path, 0, st.size_bytes, "sha256").hex() != st.clip_id:
-            return self._drop(st, "corrupt", "local bytes no longer hash to the clip id")
         parts = []
         for n in range(1, self._n_parts(st) + 1):
             size = min(st.part_size_bytes, st.size_bytes - (n - 1) * st.part_size_bytes)
@@ -540,8 +537,16 @@ class Uploader:
         headers = self._headers(hashlib.sha256(manifest).hexdigest(), manifest)
         headers["Content-Type"] = "application/json"
         resp = self._request("PUT", man_url, st, now, headers=headers, body=manifest)
+        if resp.status == 400 and self._locally_corrupt(st, path):
+            # a server that checks the whole object (S3 full-object checksum) refused it
+            return self._drop(st, "corrupt", "local bytes no longer hash to the clip id")
         self._check(resp, f"PUT {man_url}")
         return UploadResult("uploaded", clip_id=st.clip_id, bytes_sent=len(manifest), status=resp.status)
+
+    def _locally_corrupt(self, st: _ClipState, path: str) -> bool:
+        """Whether the spooled bytes no longer hash to the clip id (checked only when a server
+        refuses a body as damaged: the spool verified every clip when it opened)."""
+        return _file_digest(path, 0, st.size_bytes, "sha256").hex() != st.clip_id
 
     # ------------------------------------------------------------------------------- outcomes
 

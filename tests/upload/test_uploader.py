@@ -241,3 +241,21 @@ def test_config_with_unreadable_ca_file_is_a_clear_config_error(tmp_path):
     spool, ids = fill_spool(tmp_path / "spool", [1000])
     with pytest.raises(ConfigError, match="nope.pem"):
         make_uploader(spool, config("https://127.0.0.1:9", ca_file=str(tmp_path / "nope.pem")))
+
+
+def test_a_clip_corrupted_on_local_disk_is_dropped_when_the_server_rejects_its_body(tmp_path, nginx_plain):
+    spool, ids = fill_spool(tmp_path / "spool", [5000, 6000])
+    path = spool.path(ids[0])
+    damaged = bytearray(path.read_bytes())
+    damaged[100] ^= 0xFF
+    path.write_bytes(bytes(damaged))  # bit rot after the spool verified it
+    clock = Clock()
+    up = make_uploader(spool, config(nginx_plain.url), clock)
+    nginx_plain.set_fault(400)  # what S3 answers to a body that does not match its checksum
+    results = [up.run_once(), up.run_once()]
+    assert {(r.clip_id, r.action) for r in results} == {(ids[0], "corrupt"), (ids[1], "failed")}
+    assert up.metrics()["corrupt"] == 1
+    nginx_plain.clear_faults()
+    drain(up, clock)
+    assert server_objects(nginx_plain.root).clip_ids == {ids[1]}
+    assert spool.clips() == []
