@@ -5,6 +5,7 @@ Public API (stable; REPLAY, the daemon and the uploader code against it):
     encode_clip(clip, *, dictionary=None, precisions=None) -> bytes
     decode_clip(data, *, dictionaries=None) -> Clip
     verify_clip(data, *, dictionaries=None) -> ClipHeader      (checksum + structure, raises ClipError)
+    clip_differences(original, decoded) -> list[str]           (empty when lossless at declared precision)
     build_clip(spec, history, *, extra_streams, provenance) -> Clip;  ArrayHistory
 """
 
@@ -13,6 +14,7 @@ from shadowd.clip.codec import (
     FORMAT_VERSION,
     MAGIC,
     ClipHeader,
+    clip_differences,
     decode_clip,
     encode_clip,
     load_dictionary,
@@ -30,6 +32,7 @@ __all__ = [
     "Provenance",
     "TriggerDef",
     "build_clip",
+    "clip_differences",
     "decode_clip",
     "encode_clip",
     "load_dictionary",
