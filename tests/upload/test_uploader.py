@@ -202,9 +202,11 @@ def test_metrics_report_queue_by_priority_oldest_age_and_failures(tmp_path, ngin
     clock = Clock()
     up = make_uploader(spool, config(nginx_plain.url), clock)
     nginx_plain.set_fault(503)
-    assert up.run_once().cause == "http_5xx"
+    first = up.run_once()
     clock.t_s += 0.25  # the first clip backs off; the next one is tried (and fails too)
-    assert up.run_once().cause == "http_5xx"
+    second = up.run_once()
+    assert first.cause == second.cause == "http_5xx"
+    assert first.clip_id == ids[2]  # priority 7 first
     m = up.metrics()
     assert m["oldest_clip_age_s"] == 0.25
     assert m["queue_clips"] == 3 and m["queue_bytes"] == 6000
@@ -215,8 +217,9 @@ def test_metrics_report_queue_by_priority_oldest_age_and_failures(tmp_path, ngin
     drain(up, clock)
     m = up.metrics()
     assert m["uploaded"] == 3 and m["queue_clips"] == 0
-    # 6000 delivered, plus the two bodies answered 503 (3000 + 1000): a metered link bills them
-    assert m["bytes_sent"] == 10_000
+    # 6000 delivered, plus the two bodies answered 503: a metered link bills them
+    size = dict(zip(ids, [1000, 2000, 3000]))
+    assert m["bytes_sent"] == 6000 + size[first.clip_id] + size[second.clip_id]
     from shadowd.core.metrics import to_prometheus
 
     text = to_prometheus({"upload": m})
