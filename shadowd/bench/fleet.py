@@ -473,9 +473,9 @@ def _instance_main(argv: list[str]) -> int:
     frames.start()
     sub: MqttConfigSubscriber | None = None
 
-    def on_bundle(data: bytes, topic: str) -> None:
+    def on_bundle(data: bytes) -> None:
         idle = frames.snapshot()  # peer: the loop before anything was pushed
-        result = manager.offer(data, f"mqtt:{topic}")
+        result = manager.offer(data, f"mqtt:{sub.last_topic}")
         outcome = result.outcome
         if outcome == "prepared":
             frames.swap_in(result.prepared).wait(5)

@@ -288,11 +288,15 @@ class ConfigManager:
     def activated(self, prepared: PreparedConfig) -> None:
         """The service now runs ``prepared`` (swapped between two frames): persist, start probation.
 
+        For the config that ``startup()`` (or a rollback) returned it only records the swap.
         Persists with fsync (milliseconds): call it off the frame thread. Raises BundleError
         ``replayed_version`` when a higher version was activated since ``prepared`` was offered
         (the service should then swap back; nothing was persisted).
         """
         with self._lock:
+            if self.state.active == Slot(prepared.version, prepared.payload_sha256):
+                self.active = prepared  # the config startup() or a rollback returned: nothing to persist
+                return
             if prepared.version <= self.state.highest_version:
                 raise BundleError(f"v{prepared.version} was overtaken by v{self.state.highest_version} "
                                   "while it was being prepared; keep running the newer one",

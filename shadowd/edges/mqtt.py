@@ -9,7 +9,7 @@ Rules of this file:
 1. The broker being down, slow or unreachable never hurts the service: the subscriber
    connects asynchronously on paho's own thread, reconnects with capped exponential backoff,
    and re-subscribes after every reconnect.
-2. ``on_bundle`` runs on paho's network thread; anything it raises is logged and swallowed
+2. ``on_bundle(data)`` runs on paho's network thread; anything it raises is logged and swallowed
    so the subscription keeps working. Payloads over MAX_BUNDLE_BYTES are dropped unread.
 3. Retained messages mean a vehicle that was offline at push time gets the bundle when it
    connects; the ConfigManager answers a re-delivered active bundle with ``unchanged``.
@@ -152,13 +152,14 @@ def publish_bundle(endpoint: MqttEndpoint, topic: str, data: bytes, *, retain: b
 class MqttConfigSubscriber:
     """Receives bundles for one vehicle (its own topic and its fleet's) and hands them on.
 
-    ``on_bundle(data, topic)`` is called on paho's thread for every bundle message. Call
+    ``on_bundle(data)`` is called on paho's thread for every bundle message (``last_topic``
+    says where it came from). Call
     ``start()`` once; it returns at once even when the broker is down. ``publish_status(dict)``
     reports an outcome back to the fleet (best effort). ``stop()`` disconnects and joins.
     """
 
     def __init__(self, endpoint: MqttEndpoint, vehicle_id: str, fleet: str | None,
-                 on_bundle: Callable[[bytes, str], None], *, min_backoff_s: float = 1.0,
+                 on_bundle: Callable[[bytes], None], *, min_backoff_s: float = 1.0,
                  max_backoff_s: float = 60.0, client_id: str | None = None):
         self.endpoint = endpoint
         self.vehicle_id = vehicle_id
@@ -175,6 +176,7 @@ class MqttConfigSubscriber:
         self.connects = 0
         self.messages = 0
         self.dropped = 0
+        self.last_topic: str | None = None
 
     def start(self) -> None:
         self._client.connect_async(self.endpoint.host, self.endpoint.port, keepalive=30)
@@ -220,8 +222,9 @@ class MqttConfigSubscriber:
             log.error("dropped a %d-byte message on %s: over the %d-byte bundle limit",
                       len(message.payload), message.topic, MAX_BUNDLE_BYTES)
             return
+        self.last_topic = message.topic
         try:
-            self._on_bundle(bytes(message.payload), message.topic)
+            self._on_bundle(bytes(message.payload))
         except Exception:  # never let a handler bug kill paho's thread
             self.dropped += 1
             log.exception("bundle handler failed for a message on %s", message.topic)

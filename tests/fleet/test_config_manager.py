@@ -111,6 +111,7 @@ def test_anti_rollback_survives_a_restart(fleet):
     with fleet.manager() as manager:  # the service restarted
         prepared = manager.startup()
         assert prepared.version == 5 and prepared.model is not None
+        manager.activated(prepared)  # the service swapped the startup config in: nothing changes
         assert manager.offer(fleet.bundle(4), "test").reason == "replayed_version"
         assert manager.offer(fleet.bundle(5), "test").outcome == "unchanged"
         assert manager.apply(fleet.bundle(6), "test").outcome == "applied"

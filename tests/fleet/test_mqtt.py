@@ -17,7 +17,7 @@ from tests.fixtures.mosquitto import mosquitto, mosquitto_mtls  # noqa: F401  (p
 
 def _subscriber(endpoint, vehicle="veh-001", fleet="eu-test"):
     got: queue.Queue = queue.Queue()
-    sub = MqttConfigSubscriber(endpoint, vehicle, fleet, lambda data, topic: got.put((topic, data)))
+    sub = MqttConfigSubscriber(endpoint, vehicle, fleet, lambda data: got.put((sub.last_topic, data)))
     return sub, got
 
 
@@ -83,7 +83,7 @@ def test_subscriber_started_while_broker_is_down_connects_when_it_comes_up(tmp_p
 def test_subscriber_survives_a_failing_handler(mosquitto):
     calls = []
 
-    def handler(data, topic):
+    def handler(data):
         calls.append(data)
         if data == b"boom":
             raise RuntimeError("handler bug")

@@ -53,7 +53,7 @@ def test_cli_push_over_mqtt_is_applied_by_a_subscribed_vehicle(tmp_path, fleet, 
     results: queue.Queue = queue.Queue()
     with fleet.manager() as manager:
         sub = MqttConfigSubscriber(mosquitto.endpoint(), "veh-001", "eu-test",
-                                   lambda data, topic: results.put(manager.apply(data, topic)))
+                                   lambda data: results.put(manager.apply(data, "mqtt")))
         sub.start()
         try:
             assert main(["config", "push", str(bundle), "--mqtt", mosquitto.url, "--fleet", "eu-test",
