@@ -170,7 +170,7 @@ class ConfigManager:
         self.active: PreparedConfig | None = None
         self._last_good: PreparedConfig | None = None
         self._monitor: ProbationMonitor | None = None
-        self._awaiting_model: tuple[bytes, str] | None = None
+        self._awaiting_model: tuple[bytes, str, ServiceConfig] | None = None  # refused model_missing
         self.startup_error: str | None = None
         if warm_model:
             _preload_validators(platform)
@@ -277,7 +277,7 @@ class ConfigManager:
                 return self._result("prepared", version, source, None, "", prepared, timings, t0)
             except _Refusal as ref:
                 if ref.reason == "model_missing":
-                    self._awaiting_model = (bytes(data), source)
+                    self._awaiting_model = (bytes(data), source, verified.config)
                 return self._result("refused", version, source, ref.reason, ref.detail, None, timings, t0)
             except Exception as err:  # a validator bug must not take the service down
                 log.exception("unexpected error while applying a bundle from %s", source)
@@ -339,10 +339,14 @@ class ConfigManager:
         incoming = Path(incoming_dir) if incoming_dir is not None else self.incoming_dir
         results = []
         bundles = sorted(incoming.glob("*.bundle"), key=lambda p: (p.stat().st_mtime_ns, p.name))
-        if not bundles and self._awaiting_model is not None:
-            data, source = self._awaiting_model
-            self._awaiting_model = None
-            results.append(self._offer_or_apply(data, source + " (retry)", incoming, activate_now))
+        awaiting = self._awaiting_model
+        if not bundles and awaiting is not None:
+            cfg = awaiting[2]
+            if ((incoming / cfg.model.file_name).is_file()
+                    or (self.models_dir / f"{cfg.model.sha256}.onnx").is_file()):
+                self._awaiting_model = None
+                results.append(self._offer_or_apply(awaiting[0], awaiting[1] + " (model arrived)", incoming,
+                                                    activate_now))
         for path in bundles:
             try:
                 data = path.read_bytes()

@@ -197,6 +197,7 @@ def test_incoming_directory_applies_bundle_with_model_beside_it_and_empties(flee
 def test_bundle_waiting_for_its_model_applies_when_the_model_arrives(fleet):
     with fleet.manager() as manager:
         assert manager.offer(fleet.bundle(3), "mqtt").reason == "model_missing"
+        assert manager.apply_incoming(activate_now=True) == []  # nothing new: not offered again
         (manager.incoming_dir / fleet.model.name).write_bytes(fleet.model.read_bytes())
         results = manager.apply_incoming(activate_now=True)
         assert [(r.outcome, r.version) for r in results] == [("applied", 3)]
