@@ -72,10 +72,10 @@ BUILTINS: dict[str, dict[str, Any]] = {
     },
     "takeover": {
         "expr": "rising(driver_override) or "
-                "(falling(adas_engaged) and max_over(abs(steer_torque_driver_nm), 0.5s) > 3.0)",
+                "(falling(adas_engaged) and max_over(abs(steer_torque_driver_nm), 0.5s) > 1.5)",
         "priority": 9, "pre_s": 15.0, "post_s": 5.0, "cooldown_s": 5.0, "max_per_hour": 60,
         "description": "the driver overrides the ADAS, or it disengages while the driver "
-                       "steers with more than 3 N*m: the human disagreed with the automation",
+                       "steers with more than 1.5 N*m: the human disagreed with the automation",
     },
     "disengagement": {
         "expr": "falling(adas_engaged)",
