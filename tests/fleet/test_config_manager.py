@@ -261,3 +261,16 @@ def _write(fleet, data: bytes, name: str):
     path = fleet.root / name
     path.write_bytes(data)
     return path
+
+
+def test_wall_clock_jump_does_not_disturb_probation(fleet):
+    fleet.install_model()
+    with fleet.manager() as manager:
+        manager.apply(fleet.bundle(1, probation_s=30), "test")
+        next_bundle = fleet.bundle(2)  # signed by the backend with the right time
+        fleet.clock.wall_s -= 365 * 86400  # NTP / RTC fault: a year back; monotonic time is unaffected
+        fleet.clock.mono_ns += 30 * 10**9
+        assert manager.tick() is None
+        assert manager.status()["last_good_version"] == 1
+        # validity windows use the wall clock, so while it is wrong new bundles wait (and say why)
+        assert manager.offer(next_bundle, "test").reason == "not_yet_valid"
