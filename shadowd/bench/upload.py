@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--file-mb", type=float, default=8.0, help="size of each clip, MB")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
     parser.add_argument("--cap-bytes-per-s", type=int, default=2_000_000, help="bandwidth cap to check")
-    parser.add_argument("--cap-seconds", type=float, default=4.0, help="length of the cap run")
+    parser.add_argument("--cap-seconds", type=float, default=5.0, help="length of the cap run")
 
 
 def _cpu_self() -> float:
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> dict:
     file_bytes = int(getattr(args, "file_mb", 8.0) * _MB)
     rounds = getattr(args, "rounds", 3)
     cap = getattr(args, "cap_bytes_per_s", 2_000_000)
-    cap_seconds = getattr(args, "cap_seconds", 4.0)
+    cap_seconds = getattr(args, "cap_seconds", 5.0)
 
     scratch = _scratch_root()
     work = Path(tempfile.mkdtemp(prefix="shadowd-bench-work-"))

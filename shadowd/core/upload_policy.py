@@ -244,7 +244,7 @@ def is_expired(first_seen_s: float, now_s: float, max_age_s: float) -> bool:
 # --------------------------------------------------------------------------------------------
 # Config
 
-_TEMPLATE_FIELDS = {"vehicle_id", "date", "clip_id", "priority", "platform"}
+_TEMPLATE_FIELDS = {"vehicle_id", "date", "clip_id", "platform"}
 _FIELD_RE = re.compile(r"\{([^{}]*)\}")
 _PIN_RE = re.compile(r"^[0-9a-f]{64}$")
 #: body checksums the uploader can send so the server rejects a damaged body:
@@ -258,7 +258,7 @@ class UploadConfig:
 
     ``endpoint_url_template`` is an http(s) URL with ``{clip_id}`` (required, so a retry can
     never create a second object) and optionally ``{vehicle_id}``, ``{date}`` (UTC
-    ``YYYY-MM-DD`` of the clip's first sighting), ``{priority}``, ``{platform}``.
+    ``YYYY-MM-DD`` the clip was spooled) and ``{platform}``.
     """
 
     endpoint_url_template: str
@@ -269,7 +269,7 @@ class UploadConfig:
     client_key: str | None = None
     pin_sha256: tuple[str, ...] = ()  # hex SHA-256 of the server's SubjectPublicKeyInfo
     bandwidth_bytes_per_s: int = 0  # 0 = uncapped
-    burst_bytes: int = 0  # 0 = derived: max(64 KiB, 200 ms of bandwidth)
+    burst_bytes: int = 0  # 0 = derived: max(64 KiB, 100 ms of bandwidth)
     daily_budget_bytes: int = 0  # 0 = unlimited
     part_size_bytes: int = 8 * 1024 * 1024
     multipart_threshold_bytes: int = 16 * 1024 * 1024
@@ -347,9 +347,9 @@ class UploadConfig:
     def effective_burst_bytes(self) -> int:
         if self.burst_bytes:
             return self.burst_bytes
-        # 200 ms of bandwidth: enough slack that a late wake-up of a busy machine is caught up
-        # instead of lost (the cap stays accurate), small enough to be invisible on the link
-        return max(64 * 1024, int(self.bandwidth_bytes_per_s * 0.2))
+        # 100 ms of bandwidth: enough slack that a late wake-up of a busy machine is caught up
+        # instead of lost, small enough that the initial burst barely shows in the rate
+        return max(64 * 1024, int(self.bandwidth_bytes_per_s * 0.1))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "UploadConfig":

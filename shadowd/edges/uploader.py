@@ -368,11 +368,11 @@ class Uploader:
 
     # ------------------------------------------------------------------------------- protocol
 
-    def object_url(self, st: _ClipState, priority: int = 0) -> str:
+    def object_url(self, st: _ClipState) -> str:
         """The clip's object URL: the endpoint template filled in (stable for the clip's life)."""
         return self.config.endpoint_url_template.format(
             clip_id=st.clip_id, vehicle_id=self.config.vehicle_id, date=st.date,
-            priority=priority, platform=self.config.platform)
+            platform=self.config.platform)
 
     def _n_parts(self, st: _ClipState) -> int:
         return max(1, -(-st.size_bytes // st.part_size_bytes))
