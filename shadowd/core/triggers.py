@@ -32,9 +32,11 @@ from .expr import BOOL, FUNCTIONS, KEYWORDS, Chunk, Expression, compile_expressi
 from .signals import SIGNALS
 from .types import TriggerFired
 
-DEFAULT_METRICS = ("divergence", "steer_err_deg", "accel_err_mps2", "ade_m", "fde_m")
+DEFAULT_METRICS = ("divergence", "steer_err_deg", "accel_err_mps2", "ade_m", "fde_m",
+                   "steer_err_norm", "accel_err_norm", "traj_err_norm")
 """Divergence metric names a trigger may read besides canonical signals. ``divergence`` is the
-combined score (docs/divergence.md); it is also the ``score`` of a trigger that reads it."""
+combined score (docs/divergence.md; keep in sync with its metric table); it is also the
+``score`` of a trigger that reads it."""
 
 SCORE_NAME = "divergence"
 
