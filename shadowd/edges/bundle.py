@@ -25,10 +25,11 @@ import binascii
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -43,6 +44,8 @@ BUNDLE_FORMAT = "shadowd-config-bundle/1"
 SIGNING_CONTEXT = BUNDLE_FORMAT.encode() + b"\n"
 MAX_BUNDLE_BYTES = 4 * 1024 * 1024
 """Refuse bigger envelopes before parsing them (an inline zstd dictionary fits easily)."""
+
+log = logging.getLogger(__name__)
 
 _KEY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -144,12 +147,15 @@ class TrustStore:
 
     keys: dict[str, Ed25519PublicKey]
     revoked: frozenset[str] = frozenset()
+    broken: dict[str, str] = field(default_factory=dict)  # key id -> why its .pub is unusable
 
     @classmethod
     def load(cls, trust_dir: Path) -> "TrustStore":
         """Read ``<id>.pub`` files and the optional ``revoked`` list from ``trust_dir``.
 
-        An unreadable key file raises ConfigError (a trust directory must be exactly right).
+        An unreadable or foreign key file is left out (listed in ``broken`` and logged): the
+        other keys keep working, and a bundle signed with that key is refused as unknown_key
+        with the reason. A missing directory raises ConfigError.
         """
         trust_dir = Path(trust_dir)
         if not trust_dir.is_dir():
@@ -160,12 +166,17 @@ class TrustStore:
         if revoked_file.exists():
             revoked = {line.strip() for line in revoked_file.read_text().splitlines()
                        if line.strip() and not line.startswith("#")}
-        keys = {}
+        keys, broken = {}, {}
         for pub in sorted(trust_dir.glob("*.pub")):
             key_id = pub.stem
-            if _KEY_ID_RE.match(key_id) and key_id not in revoked:
+            if not _KEY_ID_RE.match(key_id) or key_id in revoked:
+                continue
+            try:
                 keys[key_id] = _load_public_key(pub)
-        return cls(keys=keys, revoked=frozenset(revoked))
+            except ConfigError as err:
+                log.error("%s", err)
+                broken[key_id] = str(err)
+        return cls(keys=keys, revoked=frozenset(revoked), broken=broken)
 
 
 # --- envelope ------------------------------------------------------------------------------------
@@ -224,6 +235,9 @@ def verify_bundle(data: bytes, trust: TrustStore) -> VerifiedBundle:
         raise BundleError(f"bundle is signed with key {key_id!r}, which is revoked on this vehicle; "
                           "sign it with a current fleet key", reason="unknown_key")
     public_key = trust.keys.get(key_id)
+    if key_id in trust.broken:
+        raise BundleError(f"bundle is signed with key {key_id!r}, whose trusted key file is unusable "
+                          f"({trust.broken[key_id]})", reason="unknown_key")
     if public_key is None:
         raise BundleError(f"bundle is signed with key {key_id!r:.70}, which this vehicle does not trust "
                           f"(trusted: {sorted(trust.keys)}); install its .pub or sign with a trusted key",

@@ -259,10 +259,7 @@ class ConfigManager:
         # so report_health()/tick()/status() never wait behind a model warm-up.
         with self._offer_lock:
             try:
-                try:
-                    verified = verify_bundle(data, TrustStore.load(self.trust_dir))
-                except BundleError as err:
-                    raise _Refusal(err.reason, str(err)) from err
+                verified = self._verify(data)
                 version = verified.config.version
                 timings["verify_s"] = time.perf_counter() - t0
                 with self._lock:
@@ -457,10 +454,17 @@ class ConfigManager:
             data = self.store.read_bundle(slot.payload_sha256)
         except OSError as err:
             raise ConfigError(f"stored bundle for v{slot.version} is missing: {err}") from err
+        return self._verify(data, f"stored v{slot.version}: ")
+
+    def _verify(self, data: bytes, context: str = "") -> VerifiedBundle:
         try:
-            return verify_bundle(data, TrustStore.load(self.trust_dir))
+            trust = TrustStore.load(self.trust_dir)  # re-read each time: rotation needs no restart
+        except ConfigError as err:
+            raise _Refusal("unknown_key", f"{context}no key can be trusted: {err}") from err
+        try:
+            return verify_bundle(data, trust)
         except BundleError as err:
-            raise _Refusal(err.reason, f"stored v{slot.version}: {err}") from err
+            raise _Refusal(err.reason, f"{context}{err}") from err
 
     def _prepare(self, verified: VerifiedBundle, source: str, model_dir: Path | None = None) -> PreparedConfig:
         cfg = verified.config

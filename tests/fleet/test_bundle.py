@@ -59,6 +59,16 @@ def test_key_rotation_new_key_accepted_retired_and_revoked_keys_refused(fleet):
     assert info.value.reason == "unknown_key"
 
 
+def test_unreadable_trusted_key_is_left_out_and_the_others_keep_working(fleet):
+    fleet.add_key("fleet-b")
+    (fleet.trust / "fleet-b.pub").write_text("-----BEGIN PUBLIC KEY-----\ngarbage\n")
+    trust = TrustStore.load(fleet.trust)
+    assert verify_bundle(fleet.bundle(3), trust).key_id == "fleet-a"
+    with pytest.raises(BundleError, match="unusable") as info:
+        verify_bundle(fleet.bundle(3, key_id="fleet-b"), trust)
+    assert info.value.reason == "unknown_key"
+
+
 def test_signature_from_other_key_under_trusted_id_is_bad_signature(fleet):
     rogue = fleet.add_key("rogue", trust=False)
     forged = sign_bundle(fleet.config(3), rogue, "fleet-a")  # claims to be fleet-a

@@ -243,6 +243,16 @@ def test_candidate_overtaken_while_prepared_is_not_activated(fleet):
         assert manager.status()["active_version"] == 4
 
 
+def test_missing_trust_directory_refuses_bundles_without_crashing(fleet):
+    import shutil
+
+    fleet.install_model()
+    shutil.rmtree(fleet.trust)
+    with fleet.manager() as manager:
+        result = manager.offer(fleet.bundle(1), "test")
+    assert result.reason == "unknown_key" and "does not exist" in result.detail
+
+
 def test_two_managers_on_one_state_are_refused(fleet):
     with fleet.manager():
         with pytest.raises(ConfigError, match="locked"):
