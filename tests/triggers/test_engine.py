@@ -135,3 +135,28 @@ def test_trigger_never_fires_twice_within_its_cooldown_or_over_its_hourly_cap(se
     edges = int(np.sum((flags == 1) & ~np.concatenate(([False], flags[:-1] == 1))))
     assert st_["fired"] + st_["suppressed_cooldown"] + st_["suppressed_rate"] == edges
     assert st_["fired"] == len(fires)
+
+
+def test_window_state_stays_bounded_by_window_times_tick_rate():
+    from shadowd.core.expr import compile_expression
+
+    expr = compile_expression("max_over(speed_mps, 1s) + mean_over(speed_mps, 1s) + last(speed_mps, 1s)")
+    ev = expr.evaluator()
+    n = 20_000  # 200 s at 100 Hz, strictly decreasing: the worst case for the max deque
+    t = np.arange(n, dtype=np.int64) * (S // 100)
+    speed = np.linspace(100.0, 0.0, n)
+    for i in range(n // 2):
+        ev.scalar(int(t[i]), {"speed_mps": speed[i]})
+    ev.batch(t[n // 2:], {"speed_mps": speed[n // 2:]})
+    sizes = []
+
+    def walk(node):
+        for attr in ("ts", "xs", "cs", "ks"):
+            if hasattr(node, attr):
+                sizes.append(len(getattr(node, attr)))
+        for attr in ("a", "b"):
+            if hasattr(node, attr):
+                walk(getattr(node, attr))
+
+    walk(ev._root)
+    assert sizes and max(sizes) <= 102  # 1 s at 100 Hz, both ends included, plus last()'s anchor
