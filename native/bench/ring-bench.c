@@ -77,8 +77,11 @@ static void *pair_reader(void *arg)
 		got += (uint64_t)n;
 		lost += d;
 		atomic_store_explicit(&c->consumed, got + lost, memory_order_release);
-		if (n == 0 && atomic_load_explicit(&c->done, memory_order_acquire) && !shadowd_ring_poll(r))
-			break;
+		if (n == 0) {
+			if (atomic_load_explicit(&c->done, memory_order_acquire) && !shadowd_ring_poll(r))
+				break;
+			shadowd_ring_wait(r, 1000000); /* caught up: sleep until woken, as the daemon does */
+		}
 	}
 	c->t_end = now_ns();
 	struct shadowd_ring_stats st;

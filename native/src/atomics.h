@@ -57,6 +57,19 @@ static inline void fence_release(void) { atomic_thread_fence(memory_order_releas
 /* Orders the payload reads before it ahead of the slot stamp re-read after it. */
 static inline void fence_acquire(void) { atomic_thread_fence(memory_order_acquire); }
 
+/* A polite busy-wait step (x86 PAUSE / ARM YIELD): lets the sibling hyperthread run and
+ * avoids a memory-order-violation flush when the polled line changes. Orders nothing. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
+
 /* Copy a frame into a slot payload (both 8-byte aligned; n may be any size). */
 static inline void copy_to_shared(void *dst, const void *src, size_t n)
 {

@@ -99,6 +99,7 @@ def _python_reader(exe: str, workdir: str, seconds: float, batch: int) -> dict:
         read_into = reader.read_into
         t0 = time.perf_counter()
         deadline = t0 + seconds
+        wait = reader.wait
         if batch == 1:
             while True:
                 for _ in range(64):
@@ -106,6 +107,8 @@ def _python_reader(exe: str, workdir: str, seconds: float, batch: int) -> dict:
                     frames += n
                     dropped += d
                 credit[0] = frames + dropped
+                if n == 0:
+                    wait(0.01)  # caught up: sleep until the producer wakes us, as the daemon does
                 if time.perf_counter() >= deadline:
                     break
         else:
@@ -114,7 +117,11 @@ def _python_reader(exe: str, workdir: str, seconds: float, batch: int) -> dict:
                 frames += n
                 dropped += d
                 credit[0] = frames + dropped
-                if (frames & 0x3FFF) < batch and time.perf_counter() >= deadline:
+                if n < batch:
+                    wait(0.01)
+                    if time.perf_counter() >= deadline:
+                        break
+                elif (frames & 0x3FFF) < batch and time.perf_counter() >= deadline:
                     break
         elapsed = time.perf_counter() - t0
         # check what arrived: the last frame read carries its sequence number as t_ns

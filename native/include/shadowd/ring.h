@@ -170,8 +170,9 @@ int shadowd_ring_read_batch(struct shadowd_ring *r, void *out, uint32_t stride, 
 /* Non-blocking: 1 when at least one frame is ready to read, 0 when none, -EINVAL. */
 int shadowd_ring_poll(struct shadowd_ring *r);
 
-/* Block until a frame is ready or timeout_ns passes (< 0: forever, 0: poll). The futex is
- * only woken by the writer when a reader announced it sleeps. Returns 1 ready, 0 timed out,
+/* Block until a frame is ready or timeout_ns passes (< 0: forever, 0: poll). Polls the head
+ * a few microseconds first, then sleeps on the segment's futex; the writer only makes the
+ * wake system call when a reader announced it sleeps. Returns 1 ready, 0 timed out,
  * -EINVAL, -EPERM, or an errno from futex. */
 int shadowd_ring_wait(struct shadowd_ring *r, int64_t timeout_ns);
 
