@@ -30,12 +30,15 @@ from ..errors import ConfigError
 
 LINK_KINDS = ("none", "cellular", "wifi", "ethernet")
 
-#: policy name → (needs an unmetered link, needs the vehicle parked)
-NETWORK_POLICIES: dict[str, tuple[bool, bool]] = {
-    "any": (False, False),
-    "unmetered": (True, False),
-    "parked": (False, True),
+#: policy name → (needs an unmetered link, needs the vehicle parked); None = never upload.
+#: Keep in sync with NETWORK_POLICIES in shadowd/core/platform.py (profiles' [network] policy):
+#: tests/upload/test_upload_policy.py checks every bundled profile's policy is accepted here.
+NETWORK_POLICIES: dict[str, tuple[bool, bool] | None] = {
+    "always": (False, False),
+    "unmetered_only": (True, False),
+    "parked_only": (False, True),
     "unmetered_and_parked": (True, True),
+    "never": None,
 }
 
 
@@ -61,10 +64,13 @@ class NetworkState:
 def network_allows(policy: str, state: NetworkState) -> tuple[bool, str]:
     """Whether ``policy`` lets the uploader use the link in ``state``.
 
-    Returns ``(True, "")`` or ``(False, reason)`` with reason one of ``no_link``,
-    ``metered_link``, ``not_parked`` (metrics count gated time by reason).
+    Returns ``(True, "")`` or ``(False, reason)`` with reason one of ``policy_never``,
+    ``no_link``, ``metered_link``, ``not_parked`` (shown as ``gated`` in metrics).
     """
-    need_unmetered, need_parked = NETWORK_POLICIES[policy]
+    needs = NETWORK_POLICIES[policy]
+    if needs is None:
+        return False, "policy_never"
+    need_unmetered, need_parked = needs
     if state.link == "none":
         return False, "no_link"
     if need_unmetered and state.metered:
@@ -273,7 +279,7 @@ class UploadConfig:
     daily_budget_bytes: int = 0  # 0 = unlimited
     part_size_bytes: int = 8 * 1024 * 1024
     multipart_threshold_bytes: int = 16 * 1024 * 1024
-    network_policy: str = "any"
+    network_policy: str = "always"
     max_age_s: float = 7 * 86400.0  # 0 = never expire
     aging_s_per_level: float = 3600.0  # 0 = no aging
     backoff_base_s: float = 2.0

@@ -123,12 +123,13 @@ def test_daily_budget_refills_at_utc_midnight_and_bills_every_byte():
 @pytest.mark.parametrize(
     "policy, state, allowed, reason",
     [
-        ("any", NetworkState("cellular", metered=True, parked=False), True, ""),
-        ("any", NetworkState("none"), False, "no_link"),
-        ("unmetered", NetworkState("cellular", metered=True), False, "metered_link"),
-        ("unmetered", NetworkState("wifi", metered=False, parked=False), True, ""),
-        ("parked", NetworkState("cellular", metered=True, parked=False), False, "not_parked"),
-        ("parked", NetworkState("cellular", metered=True, parked=True), True, ""),
+        ("always", NetworkState("cellular", metered=True, parked=False), True, ""),
+        ("always", NetworkState("none"), False, "no_link"),
+        ("never", NetworkState("ethernet", metered=False, parked=True), False, "policy_never"),
+        ("unmetered_only", NetworkState("cellular", metered=True), False, "metered_link"),
+        ("unmetered_only", NetworkState("wifi", metered=False, parked=False), True, ""),
+        ("parked_only", NetworkState("cellular", metered=True, parked=False), False, "not_parked"),
+        ("parked_only", NetworkState("cellular", metered=True, parked=True), True, ""),
         ("unmetered_and_parked", NetworkState("wifi", metered=False, parked=False), False, "not_parked"),
         ("unmetered_and_parked", NetworkState("wifi", metered=False, parked=True), True, ""),
     ],
@@ -165,11 +166,26 @@ def test_expiry_drops_only_clips_older_than_max_age():
 
 # ------------------------------------------------------------------------------ config
 
+def test_every_bundled_platform_network_policy_is_an_upload_policy():
+    import tomllib
+    from pathlib import Path
+
+    from shadowd.core import platform
+
+    profiles = sorted((Path(__file__).resolve().parents[2] / "platforms").glob("*.toml"))
+    assert profiles
+    for path in profiles:
+        policy = tomllib.loads(path.read_text())["network"]["policy"]
+        UploadConfig.from_dict({"endpoint_url_template": "https://x/{clip_id}", "network_policy": policy})
+    for policy in platform.NETWORK_POLICIES:  # and every policy a profile may name
+        UploadConfig.from_dict({"endpoint_url_template": "https://x/{clip_id}", "network_policy": policy})
+
+
 def test_config_from_dict_round_trips():
     cfg = UploadConfig.from_dict({
         "endpoint_url_template": "https://ingest.example/{vehicle_id}/{date}/{clip_id}.shdc",
         "vehicle_id": "VIN123", "bandwidth_bytes_per_s": 2_000_000, "pin_sha256": "AB" * 32,
-        "network_policy": "unmetered", "max_age_s": 86400, "integrity_headers": ["content-md5"],
+        "network_policy": "unmetered_only", "max_age_s": 86400, "integrity_headers": ["content-md5"],
     })
     assert cfg.pin_sha256 == ("ab" * 32,)
     assert UploadConfig.from_dict(cfg.to_dict()) == cfg

@@ -140,7 +140,7 @@ def test_higher_priority_clips_go_first(tmp_path, nginx_plain):
 def test_network_gate_holds_uploads_until_the_link_is_allowed(tmp_path, nginx_plain):
     spool, ids = fill_spool(tmp_path / "spool", [1000])
     state = {"now": NetworkState("cellular", metered=True, parked=False)}
-    up = make_uploader(spool, config(nginx_plain.url, network_policy="unmetered"),
+    up = make_uploader(spool, config(nginx_plain.url, network_policy="unmetered_only"),
                        network_state=lambda: state["now"])
     r = up.run_once()
     assert (r.action, r.cause) == ("gated", "metered_link")
