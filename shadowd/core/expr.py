@@ -964,16 +964,18 @@ class _Mean:
 
 
 class _Last:
-    """last(x, D): the value at the latest tick at or before t - D (NaN if none yet).
+    """last(x, D): the value at the latest tick at or before t - D (NaN if none yet);
+    delta(x, D) = x - last(x, D) with ``diff`` set (x evaluated once, so nesting stays linear).
 
     State: every tick after t - D plus the latest one at or before it.
     """
 
-    __slots__ = ("a", "w", "ts", "xs")
+    __slots__ = ("a", "w", "diff", "ts", "xs")
 
-    def __init__(self, a, window_ns: int):
+    def __init__(self, a, window_ns: int, diff: bool = False):
         self.a = a
         self.w = window_ns
+        self.diff = diff
         self.ts: deque = deque()
         self.xs: deque = deque()
 
@@ -986,7 +988,8 @@ class _Last:
         while len(ts) > 1 and ts[1] <= lo:
             ts.popleft()
             xs.popleft()
-        return xs[0] if ts[0] <= lo else _NAN
+        past = xs[0] if ts[0] <= lo else _NAN
+        return x - past if self.diff else past
 
     def batch(self, ch):
         x = self.a.batch(ch)
@@ -999,7 +1002,7 @@ class _Last:
         start = max(0, int(np.searchsorted(T, ch.t[-1] - self.w, "right")) - 1)
         self.ts = deque(T[start:].tolist())
         self.xs = deque(X[start:].tolist())
-        return out
+        return x - out if self.diff else out
 
 
 class _Held:
@@ -1110,7 +1113,7 @@ def _build(node: Node):
     if op == "last":
         return _Last(args[0], node.value)
     if op == "delta":
-        return _Sub(args[0], _Last(_build(node.args[0]), node.value))
+        return _Last(args[0], node.value, diff=True)
     if op == "held":
         return _Held(args[0], node.value)
     if op in ("rising", "falling"):

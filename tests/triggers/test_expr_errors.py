@@ -117,3 +117,10 @@ def test_random_text_compiles_or_raises_config_error_with_a_valid_column(src):
         assert "^" in str(err).splitlines()[-1]
     else:
         assert e.node_count <= MAX_NODES
+
+
+def test_deeply_nested_windows_compile_and_evaluate_in_linear_size():
+    src = "delta(" * 30 + "speed_mps" + ", 1s)" * 30 + " > 0"
+    ev = compile_expression(src).evaluator()
+    for i in range(200):
+        ev.scalar(i * 10_000_000, {"speed_mps": float(i)})  # would be 2**30 node visits if delta copied x
