@@ -102,7 +102,7 @@ class ShadowCore:
         self._counters = {"frames_in": 0, "frames_out_of_order": 0, "requests": 0, "windows_incomplete": 0,
                           "predictions": 0, "predictions_missing": 0, "predictions_late": 0,
                           "divergences": 0, "trigger_ticks": 0, "triggers_fired": 0, "frames_unknown_topic": 0,
-                          "frames_not_needed": 0}
+                          "frames_not_needed": 0, "predictions_unscorable": 0}
         # model
         if contract is not None:
             self._req_ns = int(round(1e9 / contract.run_hz))
@@ -281,6 +281,13 @@ class ShadowCore:
         due.sort(key=lambda p: p.t_ns)
         fr = veh.frames
         t = fr["t_ns"]
+        if due[0].t_ns < t[0]:
+            # answered after its history was trimmed (a very late async answer): cannot be scored
+            stale = [p for p in due if p.t_ns < t[0]]
+            self._counters["predictions_unscorable"] += len(stale)
+            due = due[len(stale):]
+            if not due:
+                return []
         lo = max(0, int(np.searchsorted(t, due[0].t_ns, side="right")) - 1)
         hi = int(np.searchsorted(t, due[-1].t_ns + self._horizon_ns, side="left")) + 1
         fr = fr[lo:hi]

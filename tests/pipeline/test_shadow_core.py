@@ -159,3 +159,17 @@ def test_no_contract_runs_triggers_only(vehicle20):
     out = core.advance(int(vehicle20["t_ns"][-1]))
     assert {e.trigger for e in out} == {"engaged", "fast"}
     assert VEHICLE.name in core.stats()["buffered_frames"]
+
+
+def test_an_answer_after_its_history_is_gone_is_counted_not_scored(vehicle20):
+    core = _core()
+    core.push_frames("vehicle", vehicle20[:300])
+    reqs = [e for e in core.advance(int(vehicle20["t_ns"][299])) if isinstance(e, InferenceRequest)]
+    core.advance(int(vehicle20["t_ns"][299]))
+    for k in range(300, 2000, 100):  # 17 s later, the request's window is long trimmed
+        core.push_frames("vehicle", vehicle20[k:k + 100])
+        core.advance(int(vehicle20["t_ns"][k + 99]))
+    core.submit(reqs[0], _numpy_model(reqs[0]))
+    out = core.advance(int(vehicle20["t_ns"][-1]))
+    assert not any(isinstance(e, Divergence) and e.t_ns == reqs[0].t_ns for e in out)
+    assert core.stats()["predictions_unscorable"] == 1
