@@ -52,7 +52,6 @@ class InlineExecutor:
 
     def __init__(self, model: Any):
         self._model = model
-        self.failures = 0
 
     def run(self, requests: list[Any]) -> list[tuple[Any, Prediction | None]]:
         if not requests:
@@ -60,7 +59,6 @@ class InlineExecutor:
         try:
             preds = self._model.run_batch(requests)
         except ShadowdError as err:
-            self.failures += len(requests)
             log.warning("inference of %d requests failed: %s", len(requests), err)
             return [(r, None) for r in requests]
         return list(zip(requests, preds))
@@ -245,7 +243,8 @@ class Session:
         """Run everything due up to ``now_ns``; returns the events (Divergence, TriggerFired,
         sealed ClipSpec) in the order they happened. Clips are built and sunk here."""
         events: list[Any] = []
-        pending = self._step(now_ns, events)
+        # an async executor hands back what finished since the last call; inline: nothing
+        pending = self._step(now_ns, events, self.executor.run([]))
         # Inline executors answer at once: submit and step again so the core sees the
         # predictions of this advance before the clock moves on.
         for _ in range(8):
@@ -273,7 +272,7 @@ class Session:
     def _submit(self, done: Iterable[tuple[Any, Prediction | None]]) -> None:
         for request, pred in done:
             if pred is None:
-                self.counters["inference_failed"] += 1
+                self.counters["predictions_missing"] += 1  # failed, shed or superseded
             else:
                 self.counters["predictions"] += 1
                 self._predictions.add(int(pred.t_ns), pred)
@@ -318,6 +317,10 @@ class Session:
         self.counters["clips"] += 1
         self.counters["clip_bytes"] += len(data)
         self._sink(spec, data)
+
+    def predictions_between(self, t0_ns: int, t1_ns: int) -> list[Prediction]:
+        """Predictions still held (within retention) with t0_ns <= t_ns <= t1_ns, in time order."""
+        return self._predictions.between(t0_ns, t1_ns)
 
     def stats(self) -> dict[str, Any]:
         """Counters of this session and of its core, JSON-ready."""

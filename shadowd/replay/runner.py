@@ -206,8 +206,12 @@ def _kind_or_none(path: str) -> str | None:
         return None
 
 
-def build_session(model: Any, platform: Any, opts: ReplayOptions, sink: Any, history: Any) -> Session:
-    """The Session replay runs: triggers from the config (with sweep overrides applied)."""
+def build_session(model: Any, platform: Any, opts: ReplayOptions, sink: Any, history: Any,
+                  executor: Any = None) -> Session:
+    """The Session replay runs: triggers from the config (with sweep overrides applied).
+
+    ``history`` None keeps a bounded in-memory history; ``executor`` None runs inference inline.
+    """
     from ..core.triggers import compile_triggers
 
     tc = load_trigger_config(opts.config_path)
@@ -222,7 +226,7 @@ def build_session(model: Any, platform: Any, opts: ReplayOptions, sink: Any, his
         extra={"config": Path(tc.source).name if tc.source != "builtin" else "builtin", "producer": "replay"},
     )
     return Session(platform, model, compile_triggers(defs), sink=sink, provenance=prov,
-                   history=history, windows=tc.windows)
+                   history=history, executor=executor, windows=tc.windows)
 
 
 def _trigger_def(d: dict[str, Any]) -> TriggerDef:
@@ -331,7 +335,7 @@ def _control_traces(drive: Drive, session: Session, clips, t0: int) -> list[dict
     out = []
     vehicle = drive.topics.get("vehicle")
     for spec, _ in clips:
-        preds = session._predictions.between(spec.t0_ns, spec.t1_ns)
+        preds = session.predictions_between(spec.t0_ns, spec.t1_ns)
         entry: dict[str, Any] = {"t0_s": _rel_s(spec.t0_ns, t0), "signals": {}}
         names = sorted({n for p in preds for n in p.controls})
         for name in names:

@@ -86,3 +86,36 @@ def test_bounded_history_answers_like_the_full_arrays_within_its_retention(chunk
     assert h.frames("vehicle", t0, t1).tobytes() == want.tobytes()
     with pytest.raises(KeyError):
         h.frames("imu", t0, t1)
+
+
+def test_session_with_the_async_model_runner_collects_predictions_on_later_advances(tmp_path):
+    """The daemon's executor: ModelRunner.run hands requests to its worker thread and returns
+    what finished since the last call; the Session polls it on every advance."""
+    import time
+
+    from shadowd.edges.model_runner import ModelRunner
+
+    cfg = tmp_path / "t.json"
+    cfg.write_text(json.dumps(TRIGGERS))
+    opts = ReplayOptions(model_path=default_model_path(), config_path=str(cfg))
+    platform = load_platform("desktop")
+    runner = ModelRunner(default_model_path(), platform)  # its own instance: it starts a thread
+    try:
+        drive = read_input(RAV4_LOG, platform)
+        session = build_session(runner, platform, opts, lambda s, b: None, None, executor=runner)
+        step = 50_000_000  # one model period: one request per advance, like the daemon's loop
+        t, end = drive.t0_ns, drive.t0_ns + 10 * 10**9
+        pos = dict.fromkeys(drive.topics, 0)
+        while t < end:
+            t += step
+            for k, a in sorted(drive.topics.items()):
+                j = int(np.searchsorted(a["t_ns"], t, "right"))
+                session.feed(k, a[pos[k]:j])
+                pos[k] = j
+            session.advance(t)
+            time.sleep(0.002)  # wall time for the worker thread (inference takes ~0.1 ms)
+        stats = session.stats()
+        assert stats["predictions"] > 100  # ~180 requests in 9 s after the 1 s input window
+        assert stats["divergences"] > 50
+    finally:
+        runner.close()
