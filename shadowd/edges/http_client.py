@@ -105,6 +105,7 @@ class HttpClient:
         self._buf = bytearray(_CHUNK_BYTES)
         self.bytes_sent_last = 0
         self.connects = 0
+        self.aborted = False
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -147,6 +148,21 @@ class HttpClient:
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()
+        self.aborted = False
+
+    def abort(self) -> None:
+        """From another thread: make a request blocked in send/recv fail at once (shutdown).
+
+        The request then raises UploadError with cause ``shutdown``. ``close()`` re-arms it.
+        """
+        self.aborted = True
+        for conn in list(self._conns.values()):
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -201,6 +217,10 @@ class HttpClient:
                 conn.close()
             if not isinstance(err, Exception):
                 raise
+            if self.aborted:
+                raise UploadError(f"{where}: interrupted by shutdown after {self.bytes_sent_last} of "
+                                  f"{size} body bytes; resumes at the next start",
+                                  retryable=True, cause="shutdown") from err
             raise _classify(err, where, self.bytes_sent_last, size, connected) from err
 
     def _send_body(self, conn: http.client.HTTPConnection, body, pace, tls: bool) -> None:

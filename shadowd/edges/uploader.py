@@ -208,7 +208,20 @@ class Uploader:
         return self._step(st, now)
 
     def run_forever(self, stop_event: threading.Event) -> None:
-        """Upload until ``stop_event`` is set (for a daemon thread). Never raises."""
+        """Upload until ``stop_event`` is set (for a daemon thread). Never raises.
+
+        Stopping is prompt: a paced body stops between chunks and a body blocked on the network
+        is cut (the connection is shut down from a watcher thread). The interrupted clip or
+        part is retried at the next start; nothing is lost and nothing doubles.
+        """
+        self._sleep = lambda s: stop_event.wait(s)
+
+        def _watch() -> None:
+            stop_event.wait()
+            self._http.abort()
+
+        watcher = threading.Thread(target=_watch, name="shadowd-upload-stop", daemon=True)
+        watcher.start()
         while not stop_event.is_set():
             try:
                 result = self.run_once()
@@ -222,6 +235,7 @@ class Uploader:
             elif result.action == "failed":
                 # the failing clip backs off; others may go at once, but do not spin
                 stop_event.wait(0.01)
+        watcher.join()
         self.close()
 
     def close(self) -> None:
@@ -642,12 +656,16 @@ class Uploader:
         return None if self._bucket.unlimited else self._pace
 
     def _pace(self, want_bytes: int) -> int:
+        if self._http.aborted:
+            raise UploadError("upload interrupted by shutdown; resumes at the next start", True, "shutdown")
         want = min(want_bytes, self._bucket.burst_bytes)
         wait = self._bucket.wait_s(want, self._mono())
         if wait > 0:
             self._sleep(wait)
         granted = self._bucket.take(want, self._mono())
         while granted == 0:  # a sleep that returned early
+            if self._http.aborted:
+                raise UploadError("upload interrupted by shutdown; resumes at the next start", True, "shutdown")
             self._sleep(self._bucket.wait_s(want, self._mono()) or 0.001)
             granted = self._bucket.take(want, self._mono())
         return granted

@@ -262,3 +262,34 @@ def test_a_clip_corrupted_on_local_disk_is_dropped_when_the_server_rejects_its_b
     drain(up, clock)
     assert server_objects(nginx_plain.root).clip_ids == {ids[1]}
     assert spool.clips() == []
+
+
+def test_run_forever_uploads_in_a_thread_and_stops_promptly_mid_body(tmp_path, nginx_plain):
+    import threading
+    import time
+
+    size, part = 1_500_000, 256 * 1024
+    spool, ids = fill_spool(tmp_path / "spool", [3000, size], priorities=[5, 0])
+    cfg = config(nginx_plain.url, part_size_bytes=part, multipart_threshold_bytes=part,
+                 bandwidth_bytes_per_s=300_000)  # the big clip needs ~5 s
+    up = make_uploader(spool, cfg, clock=None)
+    stop = threading.Event()
+    worker = threading.Thread(target=up.run_forever, args=(stop,))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while up.metrics()["parts_sent"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert up.metrics()["uploaded"] == 1  # the small, high-priority clip went first
+    t0 = time.monotonic()
+    stop.set()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert time.monotonic() - t0 < 1.0  # not the seconds the paced body still needed
+    assert_exactly_once(spool, nginx_plain.root, ids)
+    assert [c.clip_id for c in spool.clips()] == [ids[1]]
+    clock = Clock()
+    resumed = make_uploader(spool, config(nginx_plain.url, part_size_bytes=part,
+                                          multipart_threshold_bytes=part), clock)
+    drain(resumed, clock)
+    assert server_objects(nginx_plain.root).clip_ids == set(ids)
+    assert resumed.metrics()["bytes_sent"] <= size - part  # parts sent before the stop stayed sent
