@@ -133,8 +133,10 @@ def _tokenize(src: str, fail) -> list[_Token]:
                 j += 1
             suffix = src[i:j]
             if suffix in ("s", "ms"):
-                scale = _NS_PER_S if suffix == "s" else 1_000_000
-                toks.append(_Token("dur", src[start:j], start, j, round(value * scale)))
+                ns = value * (_NS_PER_S if suffix == "s" else 1_000_000)
+                if not ns < 2.0**62:
+                    fail(start, j, f"duration {src[start:j]} is out of range")
+                toks.append(_Token("dur", src[start:j], start, j, round(ns)))
                 i = j
             elif suffix:
                 fail(i, j, f'unexpected "{suffix}" after the number {number}; '
@@ -557,7 +559,7 @@ class Chunk:
             else:
                 try:
                     col = np.asarray(raw, dtype=np.float64).reshape(-1)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):
                     col = np.full(self.n, _NAN)
                 if len(col) != self.n:
                     raise ValueError(f"column {name!r} has {len(col)} values for {self.n} ticks; "
@@ -587,7 +589,7 @@ class _Leaf:
             return _NAN
         try:
             x = float(x)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return _NAN
         return x if x - x == 0.0 else _NAN  # +-inf is as unknown as NaN
 

@@ -364,7 +364,7 @@ class TriggerEngine:
             x = values.get(name)
             try:
                 x = float(x)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 continue
             if x - x == 0.0:  # finite: NaN and +-inf are unknown, as in the expression
                 causes[name] = x
@@ -382,8 +382,9 @@ class TriggerEngine:
 
         Args:
             t_ns: int64 tick times, one per tick.
-            columns: name -> array with one value per tick (NaN = unknown); names without a
-                column are unknown throughout.
+            columns: name -> array with one value per tick (NaN or +-inf = unknown); names
+                without a column, and columns numpy cannot convert to float64 as a whole
+                (strings, huge ints), are unknown throughout.
 
         Returns:
             The fired events in time order, then definition order within a tick.

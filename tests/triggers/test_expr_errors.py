@@ -50,6 +50,9 @@ def error_of(src: str) -> ConfigError:
     ("__import__ > 1", 1, 'unknown name "__import__"'),
     ("speed_mps.real > 1", 10, "unexpected"),
     ("speed_mps > 1e999", 13, "out of range"),
+    ("max_over(speed_mps, 1e300s) > 1", 21, "duration 1e300s is out of range"),
+    ("periodic(1e999ms)", 10, "out of range"),
+    ("max_over(speed_mps, 0s) > 1", 21, "window 0s is out of range"),
 ])
 def test_expression_errors_name_the_column_and_the_problem(src, column, fragment):
     err = error_of(src)
@@ -104,7 +107,7 @@ def test_non_text_expression_is_refused():
 _GRAMMAR_CHARS = "abcdeilmnoprstvx_0123456789.()<>=!+-*/, &|\t"
 _WORDS = st.sampled_from(["speed_mps", "brake_pressed", "divergence", "and", "or", "not", "max_over(",
                           "held(", "rising(", "periodic(", "2s", "500ms", "-4", "(", ")", ",", "<", "==",
-                          "abs(", "true", "1e3", "0.", "."])
+                          "abs(", "true", "1e3", "0.", ".", "1e300s", "1e999", "0ms", "9e15s"])
 
 
 @given(st.one_of(st.text(max_size=80), st.text(alphabet=_GRAMMAR_CHARS, max_size=80),
