@@ -126,6 +126,10 @@ def _preload_validators(platform: Any) -> None:
         ModelRunner(default_model_path(), platform, warmup=1).close()
 
 
+MODEL_KEEP_S = 7 * 86400
+"""How long an unreferenced model may wait in the store for the bundle that names it."""
+
+
 class _Refusal(Exception):
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)
@@ -303,6 +307,8 @@ class ConfigManager:
             self.state = activate(self.state, slot, prepared.config.probation_s)
             self.store.save(self.state)
             self.store.prune(self.state)
+            if self.state.probation is None:
+                self._prune_models()
             self._last_good = self.active if self.state.probation is not None else None
             self.active = prepared
             self._monitor = (ProbationMonitor(prepared.config, self._mono())
@@ -389,6 +395,7 @@ class ConfigManager:
             self.state = commit(self.state)
             self.store.save(self.state)
             self.store.prune(self.state)
+            self._prune_models()
             self._last_good = None  # the old model can be released now
             self._record("committed", decision.version, "probation", None, "probation passed")
             return None
@@ -426,6 +433,27 @@ class ConfigManager:
             }
 
     # --- internals -------------------------------------------------------------------------
+
+    def _prune_models(self) -> None:
+        """Delete store models no kept config names and nobody delivered recently.
+
+        A model delivered ahead of its bundle (the MQTT flow) is young and stays; one that
+        only a forgotten config named goes once it is older than ``MODEL_KEEP_S``.
+        """
+        wanted = set()
+        for slot in (self.state.active, self.state.last_good, self.state.probation, *self.state.earlier_good):
+            if slot is None:
+                continue
+            try:
+                wanted.add(self._load_verified(slot).config.model.sha256)
+            except (_Refusal, ShadowdError, OSError):
+                return  # cannot tell what is needed: keep everything
+        now_s = self._wall()
+        for path in self.models_dir.glob("*.onnx"):
+            with contextlib.suppress(OSError):
+                if path.stem not in wanted and now_s - path.stat().st_mtime > MODEL_KEEP_S:
+                    path.unlink()
+                    log.info("pruned model %s (no kept config names it)", path.name)
 
     def _result(self, outcome, version, source, reason, detail, prepared, timings, t0) -> ApplyResult:
         timings["total_s"] = time.perf_counter() - t0

@@ -284,3 +284,27 @@ def test_wall_clock_jump_does_not_disturb_probation(fleet):
         assert manager.status()["last_good_version"] == 1
         # validity windows use the wall clock, so while it is wrong new bundles wait (and say why)
         assert manager.offer(next_bundle, "test").reason == "not_yet_valid"
+
+
+def test_store_keeps_models_of_kept_configs_and_fresh_deliveries_and_prunes_the_rest(fleet):
+    import os
+
+    import time
+
+    from shadowd.edges.config_apply import MODEL_KEEP_S
+
+    fleet.clock.wall_s = time.time()  # compared with real file times
+    models = [build_tiny_model(fleet.root / f"m{i}.onnx", bias=float(i)) for i in range(5)]
+    stored = {m.name: fleet.install_model(m) for m in models}
+    with fleet.manager() as manager:
+        for version, model in enumerate(models[:4], start=1):
+            result = manager.apply(fleet.bundle(version, model=model, probation_s=0), "t")
+            assert result.outcome == "applied", result.detail
+        assert all(p.exists() for p in stored.values())  # everything is young so far
+        old_s = fleet.clock.wall_s - MODEL_KEEP_S - 60
+        for name, path in stored.items():
+            if name != "m4.onnx":  # m4 was delivered just now, ahead of its bundle
+                os.utime(path, (old_s, old_s))
+        assert manager.apply(fleet.bundle(5, model=models[3], probation_s=0), "t").outcome == "applied"
+    # kept: v5 active = last good (m3), earlier good v4 (m3) and v3 (m2); m4 is fresh
+    assert {name for name, path in stored.items() if path.exists()} == {"m2.onnx", "m3.onnx", "m4.onnx"}
