@@ -135,41 +135,43 @@ class _Trace:
 
 def predictions_array(preds: list[Prediction]) -> np.ndarray:
     """Predictions as a clip stream: ``t_ns`` then ``<control>_h<k>`` per horizon step and
-    ``traj_x_m_h<k>`` / ``traj_y_m_h<k>`` (latency is left out: it is not deterministic)."""
-    fields: list[tuple[str, str]] = [("t_ns", "<i8")]
+    ``traj_x_m_h<k>`` / ``traj_y_m_h<k>`` (latency is left out: it is not deterministic).
+
+    All predictions of one session come from one model, so they share controls and horizon;
+    a prediction missing a control gets NaN there.
+    """
+    cols: dict[str, np.ndarray] = {"t_ns": np.array([p.t_ns for p in preds], np.int64)}
     if preds:
         p0 = preds[0]
         for name in sorted(p0.controls):
-            fields += [(f"{name}_h{k}", "<f4") for k in range(len(p0.controls[name]))]
+            nan = np.full(len(p0.controls[name]), np.nan, np.float32)
+            m = np.stack([np.asarray(p.controls.get(name, nan), np.float32) for p in preds])
+            for k in range(m.shape[1]):
+                cols[f"{name}_h{k}"] = m[:, k]
         if p0.trajectory_xy_m is not None:
-            for k in range(len(p0.trajectory_xy_m)):
-                fields += [(f"traj_x_m_h{k}", "<f4"), (f"traj_y_m_h{k}", "<f4")]
-    out = np.zeros(len(preds), np.dtype(fields))
-    for i, p in enumerate(preds):
-        row = out[i]
-        row["t_ns"] = p.t_ns
-        for name, v in p.controls.items():
-            for k, x in enumerate(v):
-                key = f"{name}_h{k}"
-                if key in out.dtype.names:
-                    row[key] = x
-        if p.trajectory_xy_m is not None:
-            for k, (x, y) in enumerate(p.trajectory_xy_m):
-                if f"traj_x_m_h{k}" in out.dtype.names:
-                    row[f"traj_x_m_h{k}"] = x
-                    row[f"traj_y_m_h{k}"] = y
-    return out
+            nan = np.full(np.shape(p0.trajectory_xy_m), np.nan, np.float32)
+            m = np.stack([np.asarray(p.trajectory_xy_m if p.trajectory_xy_m is not None else nan, np.float32)
+                          for p in preds])
+            for k in range(m.shape[1]):
+                cols[f"traj_x_m_h{k}"] = m[:, k, 0]
+                cols[f"traj_y_m_h{k}"] = m[:, k, 1]
+    return _columns_to_records(cols)
 
 
 def divergences_array(divs: list[Divergence]) -> np.ndarray:
     """Divergences as a clip stream: ``t_ns``, ``score`` and every metric (sorted by name)."""
     names = sorted({m for d in divs for m in d.metrics})
-    out = np.zeros(len(divs), np.dtype([("t_ns", "<i8"), ("score", "<f4")] + [(m, "<f4") for m in names]))
-    for i, d in enumerate(divs):
-        out[i]["t_ns"] = d.t_ns
-        out[i]["score"] = d.score
-        for m in names:
-            out[i][m] = d.metrics.get(m, np.nan)
+    cols = {"t_ns": np.array([d.t_ns for d in divs], np.int64),
+            "score": np.array([d.score for d in divs], np.float32)}
+    for m in names:
+        cols[m] = np.array([d.metrics.get(m, np.nan) for d in divs], np.float32)
+    return _columns_to_records(cols)
+
+
+def _columns_to_records(cols: dict[str, np.ndarray]) -> np.ndarray:
+    out = np.zeros(len(cols["t_ns"]), np.dtype([(k, "<i8" if k == "t_ns" else "<f4") for k in cols]))
+    for k, v in cols.items():
+        out[k] = v
     return out
 
 

@@ -7,6 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shadowd.cli import main
@@ -63,6 +64,11 @@ def test_replay_of_the_real_drive_writes_clips_report_and_html(rav4_dir, tmp_pat
     clip = decode_clip(clips[0].read_bytes())
     assert clip.provenance.model_sha256 == rep["provenance"]["model_sha256"]
     assert {"vehicle", "imu", "can_raw", "predictions", "divergence"} <= set(clip.streams)
+    pred = next(decode_clip(p.read_bytes()).streams["predictions"] for p in clips
+                if len(decode_clip(p.read_bytes()).streams["predictions"]) > 20)
+    assert {"steer_angle_deg_h0", "accel_long_mps2_h14", "traj_x_m_h14", "traj_y_m_h0"} <= set(pred.dtype.names)
+    assert np.isfinite(pred["steer_angle_deg_h0"]).all() and (np.diff(pred["t_ns"]) == 50_000_000).all()
+    assert (pred["traj_x_m_h14"] > pred["traj_x_m_h0"]).all()  # the car moves forward over the horizon
     row = rep["inputs"][0]["clips"][0]
     assert set(row["triggers"]) == {c.trigger for c in clip.causes}
     html = (out / "report.html").read_text()
