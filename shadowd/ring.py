@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 import re
+import time
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -381,9 +382,11 @@ class RingReader(_Handle):
     """One reader of a ring with its own cursor. Open with :meth:`open`."""
 
     @classmethod
-    def open(cls, name: str, dtype, *, start: str = "latest") -> "RingReader":
+    def open(cls, name: str, dtype, *, start: str = "latest", timeout_s: float = 0.0) -> "RingReader":
         """Open ring ``name`` for frames of ``dtype``. ``start="latest"`` reads only frames
         written from now on; ``"oldest"`` starts with the history still in the ring.
+        ``timeout_s`` > 0 keeps retrying (every 10 ms) while the segment does not exist yet or
+        is still being created, so a reader may start before its producer.
         Raises RingError (missing segment), RingVersionError (other layout version or frame
         size), RingCorruptError (truncated, wrong magic, header that does not add up)."""
         dt = _frame_dtype(dtype)
@@ -393,7 +396,13 @@ class RingReader(_Handle):
         out = ffi.new("struct shadowd_ring **")
         info = ffi.new("struct shadowd_ring_info *")
         flags = lib.SHADOWD_RING_FROM_OLDEST if start == "oldest" else 0
-        _check(lib.shadowd_ring_open(path.encode(), dt.itemsize, flags, info, out), "open", path, info, dt)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            rc = lib.shadowd_ring_open(path.encode(), dt.itemsize, flags, info, out)
+            if rc not in (-_errno.ENOENT, -_errno.EAGAIN) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+        _check(rc, "open", path, info, dt)
         reader = cls(out[0], path, dt)
         reader._dropped = ffi.new("uint64_t *")
         reader._last = None

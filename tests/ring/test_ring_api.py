@@ -205,3 +205,18 @@ def test_invalid_dtype_and_start_are_refused(path):
     with RingWriter.create(path, IMU, 8):
         with pytest.raises(RingError, match='use "latest" or "oldest"'):
             RingReader.open(path, IMU, start="middle")
+
+
+def test_open_with_timeout_waits_for_the_producer(path):
+    writers = []
+    timer = threading.Timer(0.1, lambda: writers.append(RingWriter.create(path, IMU, 8)))
+    timer.start()
+    try:
+        with RingReader.open(path, IMU, timeout_s=10.0) as r:
+            assert r.capacity == 8
+    finally:
+        timer.join()
+        for w in writers:
+            w.close()
+    with pytest.raises(RingError, match="no such segment"):
+        RingReader.open(path + ".missing", IMU, timeout_s=0.05)
