@@ -33,6 +33,8 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"local worker processes (0 = all {os.cpu_count()} cores; default 1)")
     p.add_argument("--ray", metavar="ADDRESS", help="spread inputs over a Ray cluster ('local' starts one)")
     p.add_argument("--speed", type=float, metavar="X", help="pace the simulated clock at X times real time")
+    p.add_argument("--labels", metavar="DIR",
+                   help="directory of <input file name>.labels.json files (default: beside each input)")
     p.add_argument("--sweep", action="append", default=[], metavar="TRIGGER:PARAM=v1,v2",
                    help="sweep a trigger parameter (threshold[:N] = the N-th number in its expression); repeatable")
     p.add_argument("--target-upload-share", type=float, default=0.05, metavar="F",
@@ -56,7 +58,7 @@ def _do_replay(args: argparse.Namespace) -> int:
         inputs=args.inputs,
         out_dir=args.out,
         options=ReplayOptions(model_path=args.model, platform=args.platform, config_path=args.config,
-                              speed=args.speed, vehicle_id=args.vehicle_id),
+                              speed=args.speed, vehicle_id=args.vehicle_id, labels_dir=args.labels),
         workers=args.workers or (os.cpu_count() or 1),
         ray_address=args.ray,
         baseline_path=args.baseline,

@@ -121,13 +121,15 @@ def input_kind(path: Path) -> str:
     )
 
 
-def read_input(path: str | Path, platform: Any, required_signals: Iterable[str] = ()) -> Drive:
+def read_input(path: str | Path, platform: Any, required_signals: Iterable[str] = (),
+               labels_dir: str | Path | None = None) -> Drive:
     """Read one input into a Drive.
 
     Args:
         path: the input file.
         platform: the platform profile whose DBC mapping decodes CAN logs.
         required_signals: canonical signals the model needs; a drive lacking one is refused.
+        labels_dir: where to look for ``<file name>.labels.json`` first (default: beside it).
     Raises:
         ReplayError: unreadable file, no decodable frames, missing column, corrupt clip.
     """
@@ -152,7 +154,7 @@ def read_input(path: str | Path, platform: Any, required_signals: Iterable[str] 
     if not drive.topics:
         raise ReplayError(f"{p}: no frames in this {kind} input; nothing to replay")
     _check_required(p, drive, required_signals)
-    drive.labels = read_labels(p, drive)
+    drive.labels = read_labels(p, labels_dir)
     return drive
 
 
@@ -175,10 +177,13 @@ def _check_required(path: Path, drive: Drive, required: Iterable[str]) -> None:
         )
 
 
-def read_labels(path: Path, drive: Drive) -> tuple[Label, ...]:
-    """The labelled events beside ``path`` (``<name>.labels.json``), or () when there are none."""
-    lp = path.with_name(path.name + LABELS_SUFFIX)
-    if not lp.exists():
+def read_labels(path: Path, labels_dir: str | Path | None = None) -> tuple[Label, ...]:
+    """The labelled events of input ``path``: ``<name>.labels.json`` in ``labels_dir``, else
+    beside the input; () when there are none."""
+    candidates = ([Path(labels_dir) / (path.name + LABELS_SUFFIX)] if labels_dir else []) + \
+        [path.with_name(path.name + LABELS_SUFFIX)]
+    lp = next((c for c in candidates if c.exists()), None)
+    if lp is None:
         return ()
     try:
         raw = json.loads(lp.read_text())

@@ -48,6 +48,7 @@ class ReplayOptions:
     vehicle_id: str = "replay"
     trigger_overrides: tuple[tuple[str, str, float], ...] = ()  # (trigger, param, value) for sweeps
     keep_clip_bytes: bool = True
+    labels_dir: str | None = None  # None: labels files beside each input
 
 
 def default_model_path() -> str:
@@ -186,7 +187,7 @@ def replay_input(index: int, path: str, opts: ReplayOptions) -> dict[str, Any]:
     try:
         platform = load_platform(opts.platform)
         model = load_model(opts.model_path or default_model_path(), platform)
-        drive = read_input(path, platform, required_signals(model))
+        drive = read_input(path, platform, required_signals(model), opts.labels_dir)
         t_read = time.perf_counter()
         result.update(run_drive(index, drive, model, platform, opts))
         result["timing"]["read_s"] = t_read - t_start

@@ -156,10 +156,11 @@ def test_a_clip_exported_to_mcap_replays_with_the_clip_frames(rav4_dir, tmp_path
 
 def test_sweep_with_labels_picks_the_best_point_within_the_upload_budget(tmp_path, config):
     csv = write_canonical_csv(tmp_path / "drive.csv")
-    (tmp_path / "drive.csv.labels.json").write_text(json.dumps([
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "drive.csv.labels.json").write_text(json.dumps([
         {"kind": "slowdown", "start_s": 30.0, "end_s": 34.0}, {"kind": "turn", "start_s": 45.0, "end_s": 47.0}]))
     out = tmp_path / "out"
-    assert _replay(csv, "--config", config, "--out", out, "--no-html",
+    assert _replay(csv, "--config", config, "--out", out, "--no-html", "--labels", tmp_path / "labels",
                    "--sweep", "steering:threshold=1,2,4", "--target-upload-share", "0.5") == 0
     rep = _load(out)
     assert rep["labels"]["labelled_events"] == 2
