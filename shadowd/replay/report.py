@@ -133,7 +133,7 @@ def _input_row(r: dict[str, Any]) -> dict[str, Any]:
     if r["status"] != "ok":
         return {"input": r["input"], "kind": r.get("kind"), "status": "error", "error": r["error"]}
     s = np.asarray(r["divergence"]["score"], np.float64)
-    return {
+    row = {
         "input": r["input"],
         "kind": r["kind"],
         "status": "ok",
@@ -146,6 +146,28 @@ def _input_row(r: dict[str, Any]) -> dict[str, Any]:
         "triggers": r["triggers"],
         "clips": r["clips"],
         "counters": r["counters"],
+    }
+    if r["kind"] == "clip":
+        row["corner_case"] = corner_case(r)
+    return row
+
+
+def corner_case(r: dict[str, Any]) -> dict[str, Any]:
+    """A clip input against what the clip itself recorded: which of the triggers that produced
+    it fire again, and how the divergence moved from the recorded model's to this one's."""
+    origin = r.get("origin") or {}
+    causes = set(origin.get("triggers") or [])
+    s = np.asarray(r["divergence"]["score"], np.float64)
+    s = s[np.isfinite(s)]
+    now = _r(s.mean()) if len(s) else None
+    was = origin.get("divergence_mean")
+    return {
+        "original_triggers": sorted(causes),
+        "still_firing": sorted({e["trigger"] for e in r["triggers"]} & causes),
+        "recorded_model_sha256": (origin.get("provenance") or {}).get("model_sha256"),
+        "recorded_divergence_mean": was,
+        "replayed_divergence_mean": now,
+        "divergence_delta": None if now is None or was is None else _r(now - was),
     }
 
 
@@ -314,6 +336,14 @@ def render_html(results: list[dict[str, Any]], report: dict[str, Any], timing: d
                  r.get("error", "")] for r in report["inputs"]],
                ["input", "kind", "status", "driven s", "clips", "error"]),
     ]
+    cases = [r for r in report["inputs"] if "corner_case" in r]
+    if cases:
+        parts += ["<h2>Corner-case clips replayed</h2>",
+                  _table([[r["input"], ", ".join(r["corner_case"]["original_triggers"]),
+                           ", ".join(r["corner_case"]["still_firing"]) or "none",
+                           r["corner_case"]["recorded_divergence_mean"], r["corner_case"]["replayed_divergence_mean"]]
+                          for r in cases],
+                         ["clip", "produced by", "still firing", "recorded divergence", "replayed divergence"])]
     if "labels" in report:
         lab = report["labels"]
         parts += ["<h2>Labelled events</h2>",
