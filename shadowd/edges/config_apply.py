@@ -303,13 +303,16 @@ class ConfigManager:
                                   "while it was being prepared; keep running the newer one",
                                   reason="replayed_version")
             slot = Slot(prepared.version, prepared.payload_sha256)
+            # the config to fall back to stays loaded: the running one if it had passed
+            # probation, else the one kept while it was on trial
+            fallback = self._last_good if self.state.probation is not None else self.active
             self.store.keep_bundle(prepared.payload_sha256, prepared.raw)
             self.state = activate(self.state, slot, prepared.config.probation_s)
             self.store.save(self.state)
             self.store.prune(self.state)
             if self.state.probation is None:
                 self._prune_models()
-            self._last_good = self.active if self.state.probation is not None else None
+            self._last_good = fallback if self.state.probation is not None else None
             self.active = prepared
             self._monitor = (ProbationMonitor(prepared.config, self._mono())
                              if self.state.probation is not None else None)
@@ -402,6 +405,8 @@ class ConfigManager:
         self.state = rollback(self.state)
         self.store.save(self.state)
         prepared = self._last_good
+        if prepared is not None and self.state.active != Slot(prepared.version, prepared.payload_sha256):
+            prepared = None  # not the last known good on record: load that one instead
         if prepared is None and self.state.active is not None:
             try:
                 prepared = self._prepare(self._load_verified(self.state.active), source="rollback")

@@ -134,6 +134,17 @@ def test_misbehaving_config_rolls_back_to_last_known_good_in_memory(fleet):
         assert manager.offer(fleet.bundle(2), "test").reason == "replayed_version"
 
 
+def test_candidate_replacing_one_still_on_trial_rolls_back_to_the_last_committed(fleet):
+    fleet.install_model()
+    with fleet.manager() as manager:
+        manager.apply(fleet.bundle(1, probation_s=0), "test")
+        committed = manager.active
+        manager.apply(fleet.bundle(2, probation_s=60), "test")
+        manager.apply(fleet.bundle(3, probation_s=60, budgets={"max_model_errors": 1}), "test")
+        rolled = manager.report_health("model_error")
+        assert (rolled.to_version, rolled.prepared) == (1, committed)
+
+
 def test_config_that_behaves_through_probation_becomes_last_known_good(fleet):
     fleet.install_model()
     with fleet.manager() as manager:

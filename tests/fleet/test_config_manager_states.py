@@ -51,6 +51,9 @@ class ConfigLifecycle(RuleBasedStateMachine):
         rolled = self.manager.report_health(kind, "sm")
         if rolled is not None:
             assert rolled.to_version is None or rolled.to_version in self.committed
+            # what the service is told to swap to is exactly the config on record
+            assert (rolled.prepared.version if rolled.prepared else None) == rolled.to_version
+            assert self.manager.status()["active_version"] == rolled.to_version
 
     @rule(seconds=st.sampled_from([1, 5, 11]))
     def time_passes(self, seconds):
@@ -83,6 +86,6 @@ class ConfigLifecycle(RuleBasedStateMachine):
         self._tmp.cleanup()
 
 
-ConfigLifecycle.TestCase.settings = settings(max_examples=300 if os.environ.get("SHADOWD_SLOW_TESTS") else 25,
+ConfigLifecycle.TestCase.settings = settings(max_examples=400 if os.environ.get("SHADOWD_SLOW_TESTS") else 80,
                                              stateful_step_count=20, deadline=None)
 test_config_lifecycle = ConfigLifecycle.TestCase
