@@ -20,7 +20,15 @@ from . import labels as labels_mod
 from .inputs import discover_inputs
 from .parallel import replay_all
 from .report import build_report, build_timing, write_outputs
-from .runner import ReplayOptions, default_model_path, file_sha256, load_trigger_config
+from .runner import (
+    ReplayOptions,
+    apply_overrides,
+    default_model_path,
+    file_sha256,
+    load_model,
+    load_platform,
+    load_trigger_config,
+)
 
 
 @dataclass
@@ -57,11 +65,31 @@ class ProgressBar:
         self.stream.flush()
 
 
+def check_setup(opts: ReplayOptions, baseline_path: str | None) -> None:
+    """Refuse what would fail every input (platform, models, triggers) before any work starts:
+    one clear error and exit status 1, instead of the same error once per input."""
+    from ..core.triggers import compile_triggers
+
+    platform = load_platform(opts.platform)
+    for path in (opts.model_path, baseline_path):
+        if path is not None:
+            load_model(path, platform)
+    compile_triggers(apply_overrides(load_trigger_config(opts.config_path).defs, opts.trigger_overrides))
+
+
 def run_job(job: ReplayJob) -> tuple[dict[str, Any], dict[str, Any], dict[str, Path]]:
-    """Run the job; returns (report, timing, written paths). Bad inputs are in the report."""
+    """Run the job; returns (report, timing, written paths). Bad inputs are in the report.
+
+    Raises ShadowdError (nothing written) for an unknown platform, an unloadable model or
+    baseline, or an invalid trigger config or sweep.
+    """
     paths = discover_inputs(job.inputs)
     model_path = job.options.model_path or default_model_path()
     opts = dataclasses.replace(job.options, model_path=model_path)
+    check_setup(opts, job.baseline_path)
+    for spec in job.sweep:
+        axis = labels_mod.parse_sweep(spec)
+        check_setup(dataclasses.replace(opts, trigger_overrides=((axis.trigger, axis.param, axis.values[0]),)), None)
     tc = load_trigger_config(opts.config_path)
 
     def replay(o: ReplayOptions, label: str) -> list[dict[str, Any]]:

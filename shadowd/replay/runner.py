@@ -164,8 +164,9 @@ def load_model(path: str, platform: Any) -> Any:
     if key not in _MODELS:
         from ..edges.model_runner import ModelRunner
 
-        if not Path(path).exists():
-            raise ReplayError(f"model {path!r} does not exist; give --model PATH.onnx")
+        if not Path(path).is_file():
+            raise ReplayError(f"model {path!r} does not exist; give --model PATH.onnx (default: the "
+                              f"bundled reference model)")
         _MODELS[key] = ModelRunner(path, platform)
     return _MODELS[key]
 

@@ -194,3 +194,15 @@ def test_ray_local_spreads_inputs_with_the_same_report(inputs_dir, tmp_path, con
     assert _replay(*ins, "--config", config, "--out", b, "--no-html", "--ray", "local") == 0
     assert json.loads((b / "timing.json").read_text())["ray"] == "local"
     assert (a / "report.json").read_bytes() == (b / "report.json").read_bytes()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--platform", "nope"], "unknown platform 'nope'"),
+    (["--model", "missing.onnx"], "missing.onnx' does not exist"),
+    (["--sweep", "nosuch:threshold=1,2"], "--sweep names trigger 'nosuch'"),
+])
+def test_run_wide_problems_stop_before_any_input_with_one_error(inputs_dir, tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    assert _replay(inputs_dir / "drive.csv", "--out", out, *argv) == 1
+    assert message in capsys.readouterr().err
+    assert not out.exists()
