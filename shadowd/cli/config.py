@@ -41,6 +41,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fleet", help="check the target against this fleet")
     p.add_argument("--state-dir", type=Path, help="also check anti-rollback against this vehicle state")
     p.add_argument("--now", help="RFC 3339 UTC time to check validity at (default: now)")
+    p.add_argument("--model", type=Path, help="also check that this model file is the one the bundle names")
     p.set_defaults(func=_verify)
 
     p = sub.add_parser("push", help="deliver a bundle into an incoming directory or over MQTT")
@@ -76,6 +77,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _sign(args: argparse.Namespace) -> int:
+    from ..core.config import format_rfc3339_utc
     from ..edges.bundle import TrustStore, atomic_write, load_private_key, sign_bundle, verify_bundle
 
     try:
@@ -89,6 +91,13 @@ def _sign(args: argparse.Namespace) -> int:
     atomic_write(args.out, data)
     print(f"signed v{verified.config.version} with {key_id} → {args.out} "
           f"(payload sha256 {verified.payload_sha256})")
+    now_s = time.time()
+    if verified.config.expires_unix_s <= now_s:
+        print(f"warning: this bundle has already expired ({format_rfc3339_utc(verified.config.expires_unix_s)}); "
+              "every vehicle will refuse it", file=sys.stderr)
+    elif verified.config.not_before_unix_s > now_s + 86400:
+        print(f"warning: this bundle is not valid before {format_rfc3339_utc(verified.config.not_before_unix_s)}; "
+              "vehicles refuse it until then", file=sys.stderr)
     return 0
 
 
@@ -115,6 +124,18 @@ def _verify(args: argparse.Namespace) -> int:
     if verdict.refused:
         print(f"refused ({verdict.reason}): {verdict.detail}")
         return 1
+    if args.model is not None:
+        from ..edges.bundle import sha256_file
+
+        try:
+            actual = sha256_file(args.model)
+        except OSError as err:
+            print(f"refused (model_missing): cannot read {args.model}: {err.strerror or err}")
+            return 1
+        if actual != cfg.model.sha256:
+            print(f"refused (model_hash_mismatch): {args.model} has sha256 {actual}, the bundle names "
+                  f"{cfg.model.sha256}")
+            return 1
     targets: Targets = cfg.targets
     print(f"ok: v{cfg.version} signed by {verified.key_id}, payload sha256 {verified.payload_sha256}\n"
           f"    valid {format_rfc3339_utc(cfg.not_before_unix_s)} .. {format_rfc3339_utc(cfg.expires_unix_s)}; targets "

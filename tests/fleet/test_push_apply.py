@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from shadowd.bench.fleet import run_fleet
+from shadowd.bench.fleet import build_tiny_model, run_fleet
 from shadowd.cli import main
 from shadowd.edges.mqtt import MqttConfigSubscriber
 from tests.fixtures.mosquitto import mosquitto  # noqa: F401  (pytest fixture)
@@ -34,6 +34,20 @@ def test_cli_keygen_sign_verify_round_trip(tmp_path, capsys, fleet):
     assert capsys.readouterr().out.startswith("refused (expired)")
     assert main(["config", "verify", str(tmp_path / "v4.bundle"), "--trust", str(fleet.trust)]) == 1
     assert capsys.readouterr().out.startswith("refused (unknown_key)")
+    now = ["--now", "2027-01-15T08:00:00Z"]
+    assert main(["config", "verify", str(tmp_path / "v4.bundle"), *trust, *now, "--model", str(fleet.model)]) == 0
+    capsys.readouterr()
+    other = build_tiny_model(tmp_path / "other.onnx", bias=9.0)
+    assert main(["config", "verify", str(tmp_path / "v4.bundle"), *trust, *now, "--model", str(other)]) == 1
+    assert capsys.readouterr().out.startswith("refused (model_hash_mismatch)")
+
+
+def test_cli_sign_warns_about_a_bundle_every_vehicle_would_refuse(tmp_path, capsys, fleet):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(fleet.config(4, not_before="2020-01-01T00:00:00Z", expires="2020-02-01T00:00:00Z")))
+    assert main(["config", "sign", str(cfg), "--key", str(fleet.keys / "fleet-a.key"),
+                 "--out", str(tmp_path / "b")]) == 0
+    assert "already expired" in capsys.readouterr().err
 
 
 def test_cli_sign_reports_an_invalid_config_as_one_line(tmp_path, capsys, fleet):
