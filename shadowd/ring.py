@@ -286,18 +286,28 @@ class _Handle:
     def frames(self, t0_ns: int, t1_ns: int) -> np.ndarray:
         """Still-valid frames with t0_ns <= t_ns <= t1_ns, oldest first; no cursor moves.
 
-        Frames the writer overwrites during the look-up are left out (they are gone)."""
+        Frames the writer overwrites during the look-up are left out (they are gone). The
+        first C call only counts the matches, so the result is allocated at its size (a
+        can_raw ring holds 10^5 frames; the usual window is a fraction of it)."""
         h = self._handle()
-        out = np.empty(self.capacity, dtype=self.dtype)
-        n = _check(
-            lib.shadowd_ring_find(
-                h, int(t0_ns), int(t1_ns), ffi.from_buffer(out, require_writable=True),
-                self._itemsize, self.capacity, ffi.NULL, ffi.NULL, self._matched,
-            ),
-            "find",
-            self.path,
-        )
-        return out[:n].copy() if n < self.capacity // 2 else out[:n]
+        want = 0
+        out = np.empty(0, dtype=self.dtype)
+        n = 0
+        for _ in range(8):
+            buf = ffi.from_buffer(out, require_writable=True) if want else _NULL
+            n = _check(
+                lib.shadowd_ring_find(
+                    h, int(t0_ns), int(t1_ns), buf, self._itemsize, want, _NULL, _NULL, self._matched
+                ),
+                "find",
+                self.path,
+            )
+            matched = int(self._matched[0])
+            if matched <= want:
+                break
+            want = min(matched + 64, self.capacity)  # frames may keep landing inside [t0, t1]
+            out = np.empty(want, dtype=self.dtype)
+        return out[:n]
 
 
 class RingWriter(_Handle):
