@@ -18,7 +18,7 @@ from .. import __version__
 from . import ab as ab_mod
 from . import labels as labels_mod
 from .inputs import discover_inputs
-from .parallel import replay_all
+from .parallel import WorkerPool
 from .report import build_report, build_timing, write_outputs
 from .runner import (
     ReplayOptions,
@@ -92,9 +92,15 @@ def run_job(job: ReplayJob) -> tuple[dict[str, Any], dict[str, Any], dict[str, P
         check_setup(dataclasses.replace(opts, trigger_overrides=((axis.trigger, axis.param, axis.values[0]),)), None)
     tc = load_trigger_config(opts.config_path)
 
+    with WorkerPool(job.workers, job.ray_address) as pool:
+        return _run(job, paths, opts, tc, pool)
+
+
+def _run(job: ReplayJob, paths: list[Path], opts: ReplayOptions, tc: Any, pool: WorkerPool
+         ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Path]]:
     def replay(o: ReplayOptions, label: str) -> list[dict[str, Any]]:
         bar = ProgressBar(len(paths), label) if job.progress else None
-        return replay_all(paths, o, workers=job.workers, ray_address=job.ray_address, progress=bar)
+        return pool.replay(paths, o, bar)
 
     t0 = time.perf_counter()
     results = replay(opts, "candidate")
@@ -102,8 +108,8 @@ def run_job(job: ReplayJob) -> tuple[dict[str, Any], dict[str, Any], dict[str, P
     provenance = {
         "vehicle_id": opts.vehicle_id,
         "platform": opts.platform,
-        "model_sha256": file_sha256(model_path),
-        "model_file": Path(model_path).name,
+        "model_sha256": file_sha256(opts.model_path),
+        "model_file": Path(opts.model_path).name,
         "config_version": tc.version,
         "config": Path(tc.source).name if tc.source != "builtin" else "builtin",
         "software_version": __version__,
