@@ -12,7 +12,7 @@ from shadowd.bench.fleet import LocalBroker
 from shadowd.edges.mqtt import (MqttConfigSubscriber, MqttEndpoint, fleet_topic, publish_bundle, status_topic,
                                 vehicle_topic)
 from shadowd.errors import ConfigError, ShadowdError
-from tests.fixtures.mosquitto import mosquitto, mosquitto_mtls  # noqa: F401  (pytest fixtures)
+from tests.fixtures.mosquitto import mosquitto, mosquitto_mtls, require_mosquitto  # noqa: F401  (fixtures)
 
 
 def _subscriber(endpoint, vehicle="veh-001", fleet="eu-test"):
@@ -66,6 +66,7 @@ def test_broker_with_a_certificate_from_another_ca_is_refused(mosquitto, tmp_pat
 
 
 def test_subscriber_started_while_broker_is_down_connects_when_it_comes_up(tmp_path):
+    require_mosquitto()
     broker = LocalBroker(tmp_path / "late")
     sub, got = _subscriber(broker.endpoint())
     sub.start()  # returns at once; nothing to connect to yet

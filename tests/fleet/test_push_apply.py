@@ -12,7 +12,7 @@ import pytest
 from shadowd.bench.fleet import build_tiny_model, run_fleet
 from shadowd.cli import main
 from shadowd.edges.mqtt import MqttConfigSubscriber
-from tests.fixtures.mosquitto import mosquitto  # noqa: F401  (pytest fixture)
+from tests.fixtures.mosquitto import mosquitto, require_mosquitto  # noqa: F401  (pytest fixture)
 
 
 def test_cli_keygen_sign_verify_round_trip(tmp_path, capsys, fleet):
@@ -113,6 +113,7 @@ def test_apply_incoming_cli_applies_and_reports(tmp_path, capsys, fleet):
 
 @pytest.mark.timeout(120)
 def test_every_vehicle_of_a_fleet_applies_one_push_exactly_once(tmp_path):
+    require_mosquitto()
     figures = run_fleet(tmp_path, instances=3, timeout_s=60)
     assert figures["applied_exactly_once"] and figures["refused"] == 0
     assert figures["push_to_applied_s_max"] < 30
