@@ -29,6 +29,8 @@ import time
 import numpy as np
 
 _TOPIC_HZ = {"vehicle": 100.0, "imu": 200.0, "perception": 20.0}
+_WAKE_EARLY_NS = 100_000
+"""How long before a frame is expected the service stops sleeping and blocks on the ring."""
 
 
 def add_arguments(parser) -> None:
@@ -136,6 +138,7 @@ def _run_mode(mode: str, seconds: float, tmp: str) -> dict:
         lat_ns: list[int] = []
         frames_read = 0
         wakeups = 0
+        cpu_ns = {"read_push": 0, "advance": 0}
         r0 = resource.getrusage(resource.RUSAGE_SELF)
         w0 = time.monotonic_ns()
         start_ns.value = w0
@@ -150,7 +153,7 @@ def _run_mode(mode: str, seconds: float, tmp: str) -> dict:
                 # come every `period` after the last one: sleep until the first expected at or
                 # after `due`, then block on the ring for it.
                 expected = last_vehicle + -(-(due - last_vehicle) // period) * period
-                delay = expected - time.monotonic_ns() - 100_000
+                delay = expected - time.monotonic_ns() - _WAKE_EARLY_NS
                 if delay > 100_000:
                     time.sleep(delay / 1e9)
             if not vehicle.wait(0.05):
@@ -159,6 +162,7 @@ def _run_mode(mode: str, seconds: float, tmp: str) -> dict:
                 continue
             wakeups += 1
             newest = None
+            c0 = time.thread_time_ns()
             for t, rd in readers.items():
                 n, _ = rd.read_into(bufs[t])
                 if n == 0:
@@ -168,10 +172,13 @@ def _run_mode(mode: str, seconds: float, tmp: str) -> dict:
                     core.push_frames(t, bufs[t][:n])
                 if t == "vehicle":
                     newest = last_vehicle = int(bufs[t]["t_ns"][n - 1])
+            c1 = time.thread_time_ns()
+            cpu_ns["read_push"] += c1 - c0
             if core is None or newest is None:
                 continue
             ticks_before = core._counters["trigger_ticks"]
             out = core.advance(newest)
+            cpu_ns["advance"] += time.thread_time_ns() - c1
             reqs = [e for e in out if isinstance(e, InferenceRequest)]
             if mode == "core":
                 for r in reqs:
@@ -188,7 +195,8 @@ def _run_mode(mode: str, seconds: float, tmp: str) -> dict:
         wall_s = (w1 - w0) / 1e9
         res = {"driven_s": round(wall_s, 3), "frames_read": frames_read,
                "frames_per_s": round(frames_read / wall_s, 1), "wakeups_per_s": round(wakeups / wall_s, 1),
-               "cpu_pct_of_one_core": round(100 * cpu_s / wall_s, 3)}
+               "cpu_pct_of_one_core": round(100 * cpu_s / wall_s, 3),
+               "loop_cpu_pct": {k: round(100 * v / 1e9 / wall_s, 3) for k, v in cpu_ns.items()}}
         if lat_ns:
             a = np.array(lat_ns) / 1e6
             res["frame_to_trigger_ms"] = {"p50": round(float(np.percentile(a, 50)), 4),

@@ -80,8 +80,12 @@ def realized_path(t_hist_ns: np.ndarray, speed_mps: np.ndarray, yaw_rate_rps: np
     vx, vy = v * np.cos(heading), v * np.sin(heading)
     x = np.concatenate([np.zeros((len(t0_ns), 1)), np.cumsum((vx[:, 1:] + vx[:, :-1]) * 0.5 * dt, axis=1)], axis=1)
     y = np.concatenate([np.zeros((len(t0_ns), 1)), np.cumsum((vy[:, 1:] + vy[:, :-1]) * 0.5 * dt, axis=1)], axis=1)
-    xs = np.stack([np.interp(offsets_s, tau, x[i]) for i in range(len(t0_ns))]) if len(t0_ns) else np.zeros((0, len(offsets_s)))
-    ys = np.stack([np.interp(offsets_s, tau, y[i]) for i in range(len(t0_ns))]) if len(t0_ns) else np.zeros((0, len(offsets_s)))
+    # sample the uniform tau grid at the offsets: linear between the two neighbouring columns
+    pos = np.clip(np.asarray(offsets_s, np.float64) / horizon * n, 0, n)
+    lo = np.minimum(np.floor(pos).astype(np.int64), n - 1)
+    frac = (pos - lo)[None, :]
+    xs = x[:, lo] * (1 - frac) + x[:, lo + 1] * frac
+    ys = y[:, lo] * (1 - frac) + y[:, lo + 1] * frac
     return np.stack([xs, ys], axis=-1)
 
 
@@ -130,9 +134,11 @@ def score_predictions(predictions: list[Prediction], t_hist_ns: np.ndarray, hist
         norms.append(metrics["traj_err_norm"])
     if norms:
         stacked = np.stack(norms)
-        with np.errstate(invalid="ignore"):
-            metrics["divergence"] = np.sqrt(np.nanmean(stacked ** 2, axis=0)) if not np.isnan(stacked).all() \
-                else np.full(p_count, np.nan)
+        known = ~np.isnan(stacked)
+        count = known.sum(axis=0)
+        total = np.where(known, stacked ** 2, 0.0).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            metrics["divergence"] = np.where(count > 0, np.sqrt(total / np.maximum(count, 1)), np.nan)
     out = []
     for i, p in enumerate(predictions):
         m = {k: float(v[i]) for k, v in metrics.items()}

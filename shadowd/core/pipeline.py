@@ -30,12 +30,13 @@ import numpy as np
 from .align import sample
 from .divergence import METRIC_NAMES, ScorerConfig, score_predictions
 from .model_contract import ModelContract
-from .signals import SIGNALS, frame_dtype
+from .signals import RAW_TOPIC, SIGNALS, TOPICS, frame_dtype
 from .types import Divergence, Prediction, TriggerFired
 
 _SCORING_SIGNALS = ("speed_mps", "steer_angle_deg", "accel_long_mps2", "yaw_rate_rps")
 _SCALAR_TICKS = 8  # up to this many trigger ticks per advance go through the scalar evaluator
 _FAR = 2**62
+_KNOWN_TOPICS = frozenset(TOPICS) | {RAW_TOPIC}
 _TRIM_EVERY = 16  # advance calls between buffer trims (bounds memory, amortizes the cost)
 _TRIM_FRAMES = 64  # ... or sooner when this many frames arrived since the last trim
 
@@ -152,15 +153,12 @@ class ShadowCore:
         buf = self._buffers.get(topic)
         if buf is not None:
             dtype = buf.dtype
+        elif topic not in self._needed_topics:
+            key = "frames_not_needed" if topic in _KNOWN_TOPICS else "frames_unknown_topic"
+            self._counters[key] += n
+            return
         else:
-            try:
-                dtype = frame_dtype(topic)
-            except KeyError:
-                self._counters["frames_unknown_topic"] += n
-                return
-            if topic not in self._needed_topics:
-                self._counters["frames_not_needed"] += n
-                return
+            dtype = frame_dtype(topic)
         if buf is None:
             buf = self._buffers[topic] = _Buffer(dtype)
         t = frames["t_ns"]
@@ -326,7 +324,7 @@ class ShadowCore:
             if waiting:
                 end = min(end, min(waiting) + self._horizon_ns - 1)
             if self._to_score:
-                end = min(end, min(p.t_ns for p in self._to_score) + self._horizon_ns - 1)
+                end = min(end, self._score_due_ns - 1)
         if self._next_tick is None:
             first = max(int(self._buffers[t].frames["t_ns"][0]) for t in self._trigger_topics)
             self._next_tick = -(-first // self.tick_ns) * self.tick_ns
@@ -344,10 +342,12 @@ class ShadowCore:
             fr = buf.frames
             idx = np.searchsorted(fr["t_ns"], ticks, side="right") - 1  # zero-order hold
             known = idx >= 0
-            idx[~known] = 0
+            all_known = bool(known.all())
+            if not all_known:
+                idx[~known] = 0
             for s in names:
                 col = fr[s][idx].astype(np.float64)
-                if not known.all():
+                if not all_known:
                     col[~known] = np.nan
                 cols[s] = col
         if len(ticks) <= _SCALAR_TICKS:
