@@ -26,17 +26,44 @@ from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
-from .clip import Provenance, build_clip, encode_clip
+from . import __version__
+from .clip import Provenance, TriggerDef, build_clip, encode_clip
 from .core.signals import RAW_TOPIC
 from .core.types import ClipSpec, Divergence, History, Prediction, TriggerFired
 from .errors import ShadowdError
 
-__all__ = ["BoundedHistory", "ClipSink", "Executor", "InlineExecutor", "Provenance", "Session"]
+__all__ = ["BoundedHistory", "ClipSink", "Executor", "InlineExecutor", "Provenance", "Session", "make_provenance"]
 
 log = logging.getLogger(__name__)
 
 ClipSink = Callable[[ClipSpec, bytes], None]
 """Receives each sealed clip and its encoded bytes: replay writes a file, the daemon spools it."""
+
+
+def make_provenance(vehicle_id: str, platform: str, model: Any, config_version: int | str, triggers: Any,
+                    extra: dict[str, str] | None = None) -> Provenance:
+    """The Provenance of clips made with ``model`` and ``triggers`` (a compiled TriggerSet or
+    definition dicts). A non-integer config version (``"builtin"``) is written as 0 and kept
+    in ``extra["config_version"]``."""
+    defs = getattr(triggers, "definitions", triggers) or ()
+    tdefs = []
+    for d in defs:
+        d = d.to_dict() if hasattr(d, "to_dict") else dict(d)
+        params = {k: float(v) for k, v in sorted(d.items())
+                  if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        tdefs.append(TriggerDef(name=str(d.get("name", "")), expr=str(d.get("expr", "")), params=params))
+    extra = dict(extra or {})
+    if not isinstance(config_version, int):
+        extra["config_version"] = str(config_version)
+    return Provenance(
+        vehicle_id=vehicle_id,
+        platform=platform,
+        model_sha256=str(getattr(model, "sha256", "") or ""),
+        config_version=config_version if isinstance(config_version, int) else 0,
+        software_version=__version__,
+        triggers=tuple(tdefs),
+        extra=extra,
+    )
 
 
 class Executor(Protocol):
@@ -73,6 +100,10 @@ class BoundedHistory:
     def __init__(self, retention_s: float):
         self._retention_ns = int(retention_s * 1e9)
         self._chunks: dict[str, deque[np.ndarray]] = {}
+
+    def retain(self, retention_s: float) -> None:
+        """Keep at least ``retention_s`` from now on (never shrinks: a pending clip may need it)."""
+        self._retention_ns = max(self._retention_ns, int(retention_s * 1e9))
 
     def append(self, topic: str, frames: np.ndarray) -> None:
         if len(frames):
@@ -175,6 +206,9 @@ def _columns_to_records(cols: dict[str, np.ndarray]) -> np.ndarray:
     return out
 
 
+_NEVER = -(2**63)
+
+
 class Session:
     """One shadow-mode run: feed frames, advance the clock, get events; clips go to ``sink``.
 
@@ -207,24 +241,34 @@ class Session:
         windows: Any = None,
         retention_s: float | None = None,
     ):
-        from .core.clips import ClipWindows
-        from .core.pipeline import ShadowCore
-
         self.platform = platform
-        self.model = model
-        self.provenance = provenance
-        tick_hz = getattr(platform, "trigger_tick_hz", None)
-        self.core = ShadowCore(model.contract, triggers, **({"tick_hz": tick_hz} if tick_hz else {}))
-        self.windows = _clip_windows(ClipWindows, triggers, windows)
+        self._sink = sink
+        self._last_fed_ns: dict[str, int] = {}
+        # After a swap the new core re-reads recent history; what it says about times the old
+        # core already covered is not reported twice (see ``swap``).
+        self._seen_ns = {"prediction": _NEVER, "divergence": _NEVER, "trigger": _NEVER}
+        self._replayed_until_ns = {"prediction": _NEVER, "divergence": _NEVER, "trigger": _NEVER}
+        self._retiring: list[tuple[Any, Provenance]] = []  # clip windows of a swapped-out config
+        self._install(model, triggers, windows, provenance, executor)
         if retention_s is None:
             retention_s = self.windows.required_history_s
         self.history = history if history is not None else BoundedHistory(retention_s)
-        self.executor = executor if executor is not None else InlineExecutor(model)
-        self._sink = sink
         self._predictions = _Trace(int(retention_s * 1e9))
         self._divergences = _Trace(int(retention_s * 1e9))
         self.counters: Counter[str] = Counter()
         self.fired: Counter[str] = Counter()
+
+    def _install(self, model: Any, triggers: Any, windows: Any, provenance: Provenance, executor: Any) -> None:
+        from .core.clips import ClipWindows
+        from .core.pipeline import ShadowCore
+
+        self.model = model
+        self.triggers = triggers
+        self.provenance = provenance
+        tick_hz = getattr(self.platform, "trigger_tick_hz", None)
+        self.core = ShadowCore(model.contract, triggers, **({"tick_hz": tick_hz} if tick_hz else {}))
+        self.windows = _clip_windows(ClipWindows, triggers, windows)
+        self.executor = executor if executor is not None else InlineExecutor(model)
 
     # -- input -------------------------------------------------------------------------
 
@@ -237,6 +281,7 @@ class Session:
             append(topic, frames)
         if topic != RAW_TOPIC:  # raw CAN is history for clips only; the core reads decoded topics
             self.core.push_frames(topic, frames)
+        self._last_fed_ns[topic] = int(frames["t_ns"][-1])
         self.counters[f"frames_{topic}"] += len(frames)
 
     # -- clock -------------------------------------------------------------------------
@@ -255,6 +300,10 @@ class Session:
             pending = self._step(now_ns, events, self.executor.run(pending))
         if pending:  # an async executor keeps them; they come back on a later advance
             self._submit(self.executor.run(pending))
+        for windows, provenance in self._retiring:
+            for spec in windows.advance(now_ns):
+                self._seal(spec, events, provenance)
+        self._retiring = [(w, p) for w, p in self._retiring if w.pending_count]
         for spec in self.windows.advance(now_ns):
             self._seal(spec, events)
         trim = getattr(self.history, "trim", None)
@@ -265,17 +314,78 @@ class Session:
         return events
 
     def close(self, now_ns: int) -> list[Any]:
-        """Stop: seal the open clip windows as truncated and sink them."""
+        """Stop: seal the open clip windows (truncated where their post-window has not
+        passed) and sink them. Same as ``flush``; the name says the caller is done."""
+        return self.flush(now_ns)
+
+    def flush(self, now_ns: int) -> list[Any]:
+        """Advance to ``now_ns``, then seal every open clip now (truncated where the
+        post-window has not passed). The session keeps running afterwards."""
         events = self.advance(now_ns)
+        for windows, provenance in self._retiring:
+            for spec in windows.close(now_ns):
+                self._seal(spec, events, provenance)
+        self._retiring = []
         for spec in self.windows.close(now_ns):
             self._seal(spec, events)
         return events
+
+    def windows_pending(self) -> bool:
+        """True while a clip waits for its post-window (a draining service waits for it)."""
+        return self.windows.pending_count > 0 or any(w.pending_count for w, _ in self._retiring)
+
+    def swap(self, model: Any, triggers: Any, *, windows: Any = None, provenance: Provenance | None = None,
+             executor: Executor | None = None, prime_s: float | None = None) -> None:
+        """Switch to another model / trigger set between two frames.
+
+        The new core is primed with the last ``prime_s`` seconds of every topic from the
+        history (default: the model's input window or the triggers' own history, whichever is
+        longer, plus 0.5 s), so it requests inferences and evaluates windowed triggers at once;
+        no frame fed before or after the swap is lost. Priming no more than that matters: a
+        trigger whose condition holds in the primed stretch starts its cooldown there. What the new core says about the primed stretch warms its state but is
+        not reported again: triggers up to the newest frame fed before the swap, predictions
+        and divergences up to the newest ones the old core produced (counted as
+        ``swap_repeated_*``). The old core's unscored predictions are scored again by the new
+        core, so divergence has no gap. Clips already pending finish under the old config and
+        carry its provenance. Requests in flight with the old executor are dropped (counted as
+        ``swap_dropped_requests``).
+        """
+        old_windows, old_provenance = self.windows, self.provenance
+        self._replayed_until_ns = dict(self._seen_ns)
+        self._replayed_until_ns["trigger"] = max(
+            [self._seen_ns["trigger"], *(t for k, t in self._last_fed_ns.items() if k != RAW_TOPIC)])
+        self.counters["swap_dropped_requests"] += int(self.core.stats().get("outstanding_requests", 0))
+        self._install(model, triggers, windows, provenance or old_provenance, executor)
+        if old_windows.pending_count:
+            self._retiring.append((old_windows, old_provenance))
+        window_s = float(getattr(model.contract, "window_s", 0.0)) if model.contract is not None else 0.0
+        history_s = float(getattr(triggers, "history_s", 0.0) or 0.0)
+        back_ns = int((max(window_s, history_s) + 0.5 if prime_s is None else prime_s) * 1e9)
+        for topic, last in sorted(self._last_fed_ns.items()):
+            if topic == RAW_TOPIC:
+                continue
+            try:
+                frames = self.history.frames(topic, last - back_ns, last)
+            except (KeyError, ShadowdError):
+                continue
+            self.core.push_frames(topic, frames)
+        if isinstance(self.history, BoundedHistory):
+            self.history.retain(self.windows.required_history_s)
+        self.counters["swaps"] += 1
+
+    def _new(self, kind: str, t_ns: int) -> bool:
+        """False for an event the previous core already reported (re-read after a swap)."""
+        if t_ns <= self._replayed_until_ns[kind]:
+            self.counters[f"swap_repeated_{kind}s"] += 1
+            return False
+        self._seen_ns[kind] = max(self._seen_ns[kind], t_ns)
+        return True
 
     def _submit(self, done: Iterable[tuple[Any, Prediction | None]]) -> None:
         for request, pred in done:
             if pred is None:
                 self.counters["predictions_missing"] += 1  # failed, shed or superseded
-            else:
+            elif self._new("prediction", int(pred.t_ns)):
                 self.counters["predictions"] += 1
                 self._predictions.add(int(pred.t_ns), pred)
             self.core.submit(request, pred)
@@ -285,13 +395,15 @@ class Session:
         requests = []
         for ev in self.core.advance(now_ns):
             if isinstance(ev, Divergence):
-                self._divergences.add(int(ev.t_ns), ev)
-                self.counters["divergences"] += 1
-                events.append(ev)
+                if self._new("divergence", int(ev.t_ns)):
+                    self._divergences.add(int(ev.t_ns), ev)
+                    self.counters["divergences"] += 1
+                    events.append(ev)
             elif isinstance(ev, TriggerFired):
-                self.fired[ev.trigger] += 1
-                self.windows.on_trigger(ev)
-                events.append(ev)
+                if self._new("trigger", int(ev.t_ns)):
+                    self.fired[ev.trigger] += 1
+                    self.windows.on_trigger(ev)
+                    events.append(ev)
             else:
                 requests.append(ev)
         self.counters["inference_requests"] += len(requests)
@@ -299,17 +411,18 @@ class Session:
 
     # -- clips -------------------------------------------------------------------------
 
-    def _seal(self, spec: ClipSpec, events: list[Any]) -> None:
+    def _seal(self, spec: ClipSpec, events: list[Any], provenance: Provenance | None = None) -> None:
         events.append(spec)
         try:
             clip = build_clip(
                 spec,
                 self.history,
+                topics=sorted(self._last_fed_ns),  # what was fed: a ring history may lack others
                 extra_streams={
                     "predictions": predictions_array(self._predictions.between(spec.t0_ns, spec.t1_ns)),
                     "divergence": divergences_array(self._divergences.between(spec.t0_ns, spec.t1_ns)),
                 },
-                provenance=self.provenance,
+                provenance=provenance or self.provenance,
             )
             data = encode_clip(clip)
         except ShadowdError as err:

@@ -44,7 +44,7 @@ def _run(paths: list[Path], workers: int, model: str | None) -> dict:
     from shadowd.replay.parallel import replay_all
     from shadowd.replay.runner import ReplayOptions, default_model_path
 
-    opts = ReplayOptions(model_path=model or default_model_path(), keep_clip_bytes=False)
+    opts = ReplayOptions(model_path=model or str(default_model_path()), keep_clip_bytes=False)
     t0 = time.perf_counter()
     results = replay_all(paths, opts, workers=workers)
     wall_s = time.perf_counter() - t0
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> dict:
         paths = _inputs(Path(tmp), max(args.copies, 1))
         from shadowd.replay.runner import ReplayOptions, default_model_path, load_model, load_platform
 
-        load_model(args.model or default_model_path(), load_platform(ReplayOptions().platform))  # warm-up
+        load_model(args.model or str(default_model_path()), load_platform(ReplayOptions().platform))  # warm-up
         def best(workers: int) -> dict:
             runs = [_run(paths, workers, args.model) for _ in range(max(args.repeat, 1))]
             return {**min(runs, key=lambda r: r["wall_s"]), "runs_wall_s": [r["wall_s"] for r in runs]}

@@ -84,7 +84,7 @@ def run_job(job: ReplayJob) -> tuple[dict[str, Any], dict[str, Any], dict[str, P
     baseline, or an invalid trigger config or sweep.
     """
     paths = discover_inputs(job.inputs)
-    model_path = job.options.model_path or default_model_path()
+    model_path = job.options.model_path or str(default_model_path())
     opts = dataclasses.replace(job.options, model_path=model_path)
     check_setup(opts, job.baseline_path)
     for spec in job.sweep:

@@ -18,17 +18,17 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..clip import ArrayHistory, Provenance, TriggerDef
+from ..clip import ArrayHistory
 from ..core.types import ClipSpec, Divergence, TriggerFired
+from ..edges.model_runner import default_model_path
 from ..errors import ConfigError, ReplayError, ShadowdError
-from ..session import Session
+from ..session import Session, make_provenance
 from .inputs import Drive, read_input
 
 NS = 1_000_000_000
@@ -49,10 +49,6 @@ class ReplayOptions:
     trigger_overrides: tuple[tuple[str, str, float], ...] = ()  # (trigger, param, value) for sweeps
     keep_clip_bytes: bool = True
     labels_dir: str | None = None  # None: labels files beside each input
-
-
-def default_model_path() -> str:
-    return str(Path(__file__).resolve().parent.parent / "data" / "models" / "reference.onnx")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -187,7 +183,7 @@ def replay_input(index: int, path: str, opts: ReplayOptions) -> dict[str, Any]:
     result: dict[str, Any] = {"index": index, "input": str(path), "status": "ok"}
     try:
         platform = load_platform(opts.platform)
-        model = load_model(opts.model_path or default_model_path(), platform)
+        model = load_model(opts.model_path or str(default_model_path()), platform)
         drive = read_input(path, platform, required_signals(model), opts.labels_dir)
         t_read = time.perf_counter()
         result.update(run_drive(index, drive, model, platform, opts))
@@ -218,30 +214,13 @@ def build_session(model: Any, platform: Any, opts: ReplayOptions, sink: Any, his
 
     tc = load_trigger_config(opts.config_path)
     defs = apply_overrides(tc.defs, opts.trigger_overrides)
-    prov = Provenance(
-        vehicle_id=opts.vehicle_id,
-        platform=getattr(platform, "name", str(opts.platform)),
-        model_sha256=model_sha256(model),
-        config_version=tc.version if isinstance(tc.version, int) else 0,
-        software_version=__version__,
-        triggers=tuple(_trigger_def(d) for d in defs),
-        extra={"config": Path(tc.source).name if tc.source != "builtin" else "builtin", "producer": "replay"},
+    triggers = compile_triggers(defs)
+    prov = make_provenance(
+        opts.vehicle_id, getattr(platform, "name", str(opts.platform)), model, tc.version, triggers,
+        {"config": Path(tc.source).name if tc.source != "builtin" else "builtin", "producer": "replay"},
     )
-    return Session(platform, model, compile_triggers(defs), sink=sink, provenance=prov,
+    return Session(platform, model, triggers, sink=sink, provenance=prov,
                    history=history, executor=executor, windows=tc.windows)
-
-
-def _trigger_def(d: dict[str, Any]) -> TriggerDef:
-    params = {k: float(v) for k, v in sorted(d.items())
-              if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return TriggerDef(name=str(d.get("name", "")), expr=str(d.get("expr", "")), params=params)
-
-
-def model_sha256(model: Any) -> str:
-    v = getattr(model, "sha256", None)
-    if isinstance(v, str):
-        return v
-    return file_sha256(getattr(model, "path"))
 
 
 def run_drive(index: int, drive: Drive, model: Any, platform: Any, opts: ReplayOptions) -> dict[str, Any]:

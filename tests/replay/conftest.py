@@ -13,7 +13,6 @@ import math
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 DATA = Path(__file__).resolve().parents[2] / "shadowd" / "data"

@@ -16,7 +16,7 @@ from shadowd.edges.platforms import load_platform
 from shadowd.replay.inputs import read_input
 from shadowd.replay.parallel import ray_available
 from shadowd.replay.runner import default_model_path, file_sha256
-from tests.replay.conftest import RAV4_LOG, write_canonical_csv, write_json_mcap
+from tests.replay.conftest import RAV4_LOG, write_canonical_csv
 
 # Triggers that fire on this real minute (speed 9 -> 20 -> 14.7 m/s, steering within +-4.6 deg),
 # so every run has clips to compare. Thresholds come from the bundled 20 Hz decode.

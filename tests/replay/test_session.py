@@ -119,3 +119,46 @@ def test_session_with_the_async_model_runner_collects_predictions_on_later_advan
         assert stats["divergences"] > 50
     finally:
         runner.close()
+
+
+def test_swap_between_frames_keeps_scoring_and_finishes_old_clips_under_the_old_config(tmp_path):
+    from shadowd.core.triggers import compile_triggers
+    from shadowd.core.types import Divergence
+    from shadowd.session import make_provenance
+
+    cfg = tmp_path / "t.json"
+    cfg.write_text(json.dumps(TRIGGERS))
+    opts = ReplayOptions(model_path=default_model_path(), config_path=str(cfg))
+    platform = load_platform("desktop")
+    model = load_model(opts.model_path, platform)
+    drive = read_input(RAV4_LOG, platform)
+    clips = []
+    session = build_session(model, platform, opts, lambda s, b: clips.append(decode_clip(b)), None)
+    step, t_swap = 250_000_000, drive.t0_ns + 33 * 10**9  # "slowing" fired at 32.06 s; its clip is open
+    t, end = drive.t0_ns, drive.t1_ns
+    pos = dict.fromkeys(drive.topics, 0)
+    events = []
+    swapped = False
+    while t < end:
+        t = min(t + step, end)
+        for k, a in sorted(drive.topics.items()):
+            j = int(np.searchsorted(a["t_ns"], t, "right"))
+            session.feed(k, a[pos[k]:j])
+            pos[k] = j
+        events += session.advance(t)
+        if t >= t_swap and not swapped:
+            assert session.windows_pending()  # a clip waits for its post-window
+            fast = compile_triggers([{"name": "fast", "expr": "speed_mps > 17", "pre_s": 1.0, "post_s": 1.0,
+                                      "cooldown_s": 60.0}])
+            session.swap(model, fast, provenance=make_provenance("veh", "desktop", model, 2, fast))
+            swapped = True
+    events += session.flush(end)
+    assert not session.windows_pending()
+    by_cause = {c.causes[0].trigger: c for c in clips}
+    assert {"slowing", "fast"} <= set(by_cause)
+    assert by_cause["fast"].provenance.config_version == 2 and by_cause["fast"].causes[0].t_ns > t_swap
+    old = [c for c in clips if c.causes[0].trigger != "fast"]
+    assert old and all(c.provenance.config_version == 0 for c in old)  # built from the file config
+    div_t = np.array([e.t_ns for e in events if isinstance(e, Divergence)])
+    assert ((div_t > t_swap) & (div_t < t_swap + 3 * 10**9)).any()  # scoring resumes within 3 s
+    assert session.stats()["swaps"] == 1
