@@ -158,6 +158,7 @@ def run(args: argparse.Namespace) -> dict:
                 "uploader_mb_per_s": round(med_up, 1),
                 "uploader_multipart_mb_per_s": round(statistics.median(multi_mbps), 1),
                 "curl_mb_per_s": round(med_curl, 1),
+                "multipart_ratio_vs_curl": round(statistics.median(multi_mbps) / med_curl, 3),
                 "ratio_vs_curl": round(med_up / med_curl, 3),
                 "uploader_cpu_ms_per_mb": round(1000 * statistics.median(up_cpu), 3),
                 "curl_cpu_ms_per_mb": round(1000 * statistics.median(curl_cpu), 3),

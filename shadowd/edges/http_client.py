@@ -9,9 +9,11 @@ Rules:
   any error, so a half-sent body can never be mistaken for the start of the next request.
 - An idle keep-alive connection the server has closed is detected *before* reuse (readable
   socket = EOF), so a stale connection never costs a failed attempt.
-- Bodies go out in chunks of up to 1 MiB from a reused buffer (``readinto`` + ``memoryview``),
-  or through ``socket.sendfile`` on plain HTTP when nothing paces them. A ``pace`` callback
-  (the uploader's token bucket) may shrink each chunk and sleep before it.
+- Bodies go out in chunks of up to 1 MiB from a reused buffer (``readinto`` + ``memoryview``,
+  no copy per request). Measured on loopback nginx this beat ``socket.sendfile`` (page-cache
+  reads are cheap; 1 MiB ``sendall`` calls keep the socket full), and it is the same path for
+  TLS. The kernel's send-buffer autotuning is left alone: a fixed SO_SNDBUF measured slower.
+  A ``pace`` callback (the uploader's token bucket) may shrink each chunk and sleep before it.
 - Key pinning compares SHA-256 of the server certificate's SubjectPublicKeyInfo (DER) with the
   configured pins right after the handshake, before any byte of a request is sent.
 
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import select
 import socket
 import ssl
@@ -35,7 +36,6 @@ from urllib.parse import urlsplit
 from ..errors import ConfigError, UploadError
 
 _CHUNK_BYTES = 1 << 20
-_SNDBUF_BYTES = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +128,6 @@ class HttpClient:
             self.connects += 1
             sock = conn.sock
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if _SNDBUF_BYTES:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF_BYTES)
             if self._pins and scheme == "https":
                 got = spki_sha256(sock.getpeercert(binary_form=True))
                 if got not in self._pins:
@@ -202,7 +200,7 @@ class HttpClient:
                 conn.putheader("Content-Length", str(size))
             conn.endheaders()
             if body is not None and size:
-                self._send_body(conn, body, pace, scheme == "https")
+                self._send_body(conn, body, pace)
             resp = conn.getresponse()
             data = resp.read()
             if resp.will_close:
@@ -223,7 +221,7 @@ class HttpClient:
                                   retryable=True, cause="shutdown") from err
             raise _classify(err, where, self.bytes_sent_last, size, connected) from err
 
-    def _send_body(self, conn: http.client.HTTPConnection, body, pace, tls: bool) -> None:
+    def _send_body(self, conn: http.client.HTTPConnection, body, pace) -> None:
         sock = conn.sock
         if not isinstance(body, FileRange):
             view = memoryview(body).cast("B")
@@ -237,17 +235,6 @@ class HttpClient:
                 pos += n
             return
         with open(body.path, "rb") as f:
-            if pace is None and not tls:
-                # zero-copy: the kernel moves the file to the socket
-                sent = 0
-                f.seek(body.offset)
-                while sent < body.size_bytes:
-                    n = os.sendfile(sock.fileno(), f.fileno(), body.offset + sent, body.size_bytes - sent)
-                    if n == 0:
-                        raise UploadError(f"{body.path} shrank while being sent", cause="local_io")
-                    sent += n
-                    self.bytes_sent_last = sent
-                return
             f.seek(body.offset)
             left = body.size_bytes
             view = memoryview(self._buf)

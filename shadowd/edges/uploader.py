@@ -171,6 +171,8 @@ class Uploader:
         self._ack_due: list[str] = []  # uploaded, still leased, spool ack not yet queued
         self._ack_queue: queue.Queue[str | None] = queue.Queue()
         self._ack_worker: threading.Thread | None = None
+        self._prefetch: tuple[str, int, Any] | None = None  # (clip_id, part, Future)
+        self._prefetch_pool = None
         self._remove_orphan_states()
 
     # ------------------------------------------------------------------------------- public
@@ -245,6 +247,10 @@ class Uploader:
             self._ack_queue.put(None)
             self._ack_worker.join()
             self._ack_worker = None
+        if self._prefetch_pool is not None:
+            self._prefetch_pool.shutdown(wait=True, cancel_futures=True)
+            self._prefetch_pool = None
+            self._prefetch = None
         self._http.close()
 
     def metrics(self) -> dict[str, Any]:
@@ -520,14 +526,12 @@ class Uploader:
         n = self._next_part(st)
         if n is None:
             return self._commit_manifest(st, url, path, now)
-        offset = (n - 1) * st.part_size_bytes
-        size = min(st.part_size_bytes, st.size_bytes - offset)
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read(size)
-        if len(data) != size:
+        data, sha = self._part_bytes(st, path, n)
+        if data is None:
             return self._drop(st, "corrupt", f"clip file shorter than {st.size_bytes} bytes")
-        sha = hashlib.sha256(data).hexdigest()
+        size = len(data)
+        if n < self._n_parts(st):  # read and hash the next part while this one is on the wire
+            self._prefetch = (st.clip_id, n + 1, self._prefetcher().submit(_read_part, st, path, n + 1))
         part_url = _suffixed(url, f".parts/{n:05d}")
         resp = self._request("PUT", part_url, st, now, headers=self._headers(sha, data), body=data,
                              pace=self._pace_or_none())
@@ -536,6 +540,20 @@ class Uploader:
         with self._lock:
             self._counters["parts_sent"] += 1
         return UploadResult("part_sent", clip_id=st.clip_id, part_number=n, bytes_sent=size, status=resp.status)
+
+    def _part_bytes(self, st: _ClipState, path: str, n: int) -> tuple[bytes | None, str]:
+        """Part ``n``'s bytes and SHA-256: from the prefetch if it read this part, else now."""
+        pre, self._prefetch = self._prefetch, None
+        if pre is not None and pre[0] == st.clip_id and pre[1] == n:
+            return pre[2].result()
+        return _read_part(st, path, n)
+
+    def _prefetcher(self):
+        if self._prefetch_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._prefetch_pool = ThreadPoolExecutor(1, thread_name_prefix="shadowd-upload-read")
+        return self._prefetch_pool
 
     def _commit_manifest(self, st: _ClipState, url: str, path: str, now: float) -> UploadResult:
         parts = []
@@ -669,6 +687,18 @@ class Uploader:
             self._sleep(self._bucket.wait_s(want, self._mono()) or 0.001)
             granted = self._bucket.take(want, self._mono())
         return granted
+
+
+def _read_part(st: _ClipState, path: str, n: int) -> tuple[bytes | None, str]:
+    """Read part ``n`` (1-based) of a clip and hash it (hashlib releases the GIL on big data)."""
+    offset = (n - 1) * st.part_size_bytes
+    size = min(st.part_size_bytes, st.size_bytes - offset)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read(size)
+    if len(data) != size:
+        return None, ""
+    return data, hashlib.sha256(data).hexdigest()
 
 
 def _suffixed(url: str, suffix: str) -> str:

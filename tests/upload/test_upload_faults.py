@@ -125,6 +125,19 @@ def test_slow_server_still_gets_a_complete_clip(tmp_path, nginx_tls, pki, proxy)
     assert server_objects(nginx_tls.root).clip_ids == set(ids)
 
 
+def test_slow_plain_http_server_gets_a_complete_unpaced_body(tmp_path, nginx_plain):
+    # a full socket buffer must make the sender wait, not fail (EAGAIN under a socket timeout)
+    spool, ids = fill_spool(tmp_path / "spool", [12_000_000])  # more than any socket buffer
+    clock = Clock()
+    with FaultProxy("127.0.0.1", nginx_plain.port) as slow:
+        slow.throttle_bytes_per_s = 30_000_000
+        up = make_uploader(spool, config(f"http://{slow.url_host}", timeout_s=10.0), clock)
+        r = up.run_once()
+        assert r.action == "uploaded", r
+    assert_exactly_once(spool, nginx_plain.root, ids)
+    assert server_objects(nginx_plain.root).clip_ids == set(ids)
+
+
 def test_stalled_server_times_out_and_the_retry_succeeds(tmp_path, nginx_tls, pki, proxy):
     spool, ids = fill_spool(tmp_path / "spool", [300_000])
     clock = Clock()
