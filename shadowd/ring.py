@@ -326,7 +326,9 @@ class RingWriter(_Handle):
     ) -> "RingWriter":
         """Create the ring ``name`` (see :func:`segment_path`) for frames of ``dtype``, or
         re-attach to an existing one with the same frame size and capacity (a restarted
-        producer resumes at its head). ``replace`` recreates a ring with other parameters.
+        producer resumes at its head and readers keep reading). ``replace`` recreates a ring
+        with other parameters (or a corrupt one); readers of the old one then see its writer
+        dead and must reopen by name. Call :meth:`unlink` first for a fresh, empty ring.
         ``start_seq`` is for tests of the 2^32/2^64 wrap. Raises RingError (busy: another live
         writer; exists with other parameters; bad sizes), RingVersionError, RingCorruptError."""
         dt = _frame_dtype(dtype)
@@ -414,6 +416,11 @@ class RingReader(_Handle):
             time.sleep(0.01)
         _check(rc, "open", path, info, dt)
         reader = cls(out[0], path, dt)
+        try:
+            st = os.stat(path)
+            reader._file_id = (st.st_dev, st.st_ino)
+        except OSError:
+            reader._file_id = None
         reader._dropped = ffi.new("uint64_t *")
         reader._last = None
         reader._last_ptr = None
@@ -477,6 +484,16 @@ class RingReader(_Handle):
         if where not in ("latest", "oldest"):
             raise RingError(f'seek({where!r}): use "latest" or "oldest"', _errno.EINVAL)
         _check(lib.shadowd_ring_seek(self._handle(), 1 if where == "oldest" else 0), "seek", self.path)
+
+    @property
+    def replaced(self) -> bool:
+        """True when the ring's name now points at another segment (recreated with
+        ``replace=True`` or removed): this reader will see no new frames; reopen by name."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self._file_id
 
     @property
     def dropped_total(self) -> int:

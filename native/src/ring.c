@@ -283,8 +283,7 @@ int shadowd_ring_create(const char *path, uint32_t payload_max, uint64_t capacit
 			}
 			struct ring_header *h = map;
 			int chk = check_header(h, (uint64_t)st.st_size);
-			if (chk == 0 && h->payload_max == payload_max && h->capacity == capacity &&
-			    !(flags & SHADOWD_RING_REPLACE)) {
+			if (chk == 0 && h->payload_max == payload_max && h->capacity == capacity) {
 				struct shadowd_ring *w = handle_new(fd, map, msize, 1);
 				if (!w) {
 					munmap(map, msize);
@@ -303,7 +302,8 @@ int shadowd_ring_create(const char *path, uint32_t payload_max, uint64_t capacit
 					return -EEXIST;
 				}
 				/* Replace: a new inode; readers of the old one keep it and see its writer
-				 * gone. We hold the old one's lock, so no live writer loses its ring. */
+				 * gone (they reopen by name). We hold the old one's lock, so no live
+				 * writer loses its ring. */
 				if (unlink(path) != 0 && errno != ENOENT) {
 					int err = -errno;
 					close(fd);

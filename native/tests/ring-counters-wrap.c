@@ -6,7 +6,8 @@ static void run_from(const char *path, uint64_t start)
 {
 	const uint64_t cap = 8;
 	struct shadowd_ring *w, *r, *late;
-	CHECK_EQ(shadowd_ring_create(path, 16, cap, start, SHADOWD_RING_REPLACE, &w), 0);
+	unlink(path); /* a fresh segment: a compatible one would be re-attached at its head */
+	CHECK_EQ(shadowd_ring_create(path, 16, cap, start, 0, &w), 0);
 	CHECK_EQ(shadowd_ring_open(path, 16, 0, NULL, &r), 0);
 	unsigned char buf[16], out[16];
 	/* 5 frames below the wrap, then across it */

@@ -54,7 +54,8 @@ int main(void)
 	};
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
 		struct shadowd_ring *w, *r;
-		CHECK_EQ(shadowd_ring_create(path, 32, cap, 0, SHADOWD_RING_REPLACE, &w), 0);
+		unlink(path); /* fresh for each case */
+		CHECK_EQ(shadowd_ring_create(path, 32, cap, 0, 0, &w), 0);
 		CHECK_EQ(shadowd_ring_open(path, 32, 0, NULL, &r), 0); /* cursor at 0 */
 		write_n(w, 0, cases[c].written);
 		uint64_t frames, dropped;

@@ -89,6 +89,15 @@ int main(void)
 	CHECK_EQ(shadowd_ring_create(path, 40, 16, 0, 0, &w2), -EEXIST);
 	CHECK_EQ(shadowd_ring_create(path, 40, 16, 0, SHADOWD_RING_REPLACE, &w2), 0);
 	shadowd_ring_close(w2);
+	/* REPLACE on a compatible segment re-attaches (readers keep reading across restarts) */
+	CHECK_EQ(shadowd_ring_create(path, 40, 16, 0, SHADOWD_RING_REPLACE, &w2), 0);
+	CHECK_EQ(shadowd_ring_info(w2, &info), 0);
+	CHECK_EQ(info.writer_generation, 2);
+	shadowd_ring_close(w2);
+	/* REPLACE also takes over a foreign or corrupt file */
+	patch(path, 0, "NOTARING", 8);
+	CHECK_EQ(shadowd_ring_create(path, 40, 16, 0, SHADOWD_RING_REPLACE, &w2), 0);
+	shadowd_ring_close(w2);
 
 	/* header fields that do not add up */
 	uint32_t bad_slot = 4096;

@@ -10,13 +10,14 @@
 static void run(const char *path, uint64_t committed_before_kill)
 {
 	const uint64_t cap = 8;
+	unlink(path); /* fresh: the previous run's segment would be re-attached */
 	int ready[2];
 	CHECK_EQ(pipe(ready), 0);
 	pid_t child = fork();
 	CHECK(child >= 0);
 	if (child == 0) {
 		struct shadowd_ring *w;
-		if (shadowd_ring_create(path, 64, cap, 0, SHADOWD_RING_REPLACE, &w) != 0)
+		if (shadowd_ring_create(path, 64, cap, 0, 0, &w) != 0)
 			_exit(3);
 		unsigned char buf[64];
 		for (uint64_t i = 0; i < committed_before_kill; i++) {

@@ -156,8 +156,25 @@ def test_reattaching_writer_resumes_at_the_head(path):
     with RingWriter.create(path, IMU, 8) as w, RingReader.open(path, IMU, start="oldest") as r:
         w.write(_frames(IMU, [4]))
         assert list(r.read(10)["t_ns"]) == [1, 2, 3, 4]
-    with RingWriter.create(path, IMU, 8, replace=True) as w:
-        assert w.info.head_seq == 0
+    with RingWriter.create(path, IMU, 8, replace=True) as w:  # compatible: still re-attached
+        assert w.info.head_seq == 4
+    with RingWriter.create(path, IMU, 16, replace=True) as w:  # other capacity: a new ring
+        assert w.info.head_seq == 0 and w.capacity == 16
+
+
+def test_reader_learns_that_its_ring_was_replaced(path):
+    with RingWriter.create(path, IMU, 8):
+        pass
+    with RingReader.open(path, IMU) as r:
+        with RingWriter.create(path, IMU, 8):  # a restart re-attaches: same segment
+            assert r.replaced is False
+        with RingWriter.create(path, IMU, 16, replace=True) as w:
+            assert r.replaced is True
+            assert r.writer_alive is False  # the old segment has no writer any more
+            w.write(_frames(IMU, [5]))
+        with RingReader.open(path, IMU, start="oldest") as again:
+            assert again.replaced is False
+            assert again.read(4)["t_ns"].tolist() == [5]
 
 
 def test_closed_handle_raises_a_clear_error(path):

@@ -60,8 +60,9 @@ extern "C" {
 #define SHADOWD_RING_MAX_PAYLOAD 1048576
 #define SHADOWD_RING_MAX_CAPACITY 16777216
 
-/* create() flags: start a fresh segment even if a compatible one exists (never while its
- * writer is alive: that stays -EBUSY) */
+/* create() flags: replace a segment with other parameters, another layout or a corrupt header
+ * by a new one (never while its writer is alive: that stays -EBUSY). A compatible segment
+ * is always re-attached, so readers keep reading across a producer restart. */
 #define SHADOWD_RING_REPLACE 1
 /* open() flags: where the new reader's cursor starts (default: at the head, new frames only) */
 #define SHADOWD_RING_FROM_OLDEST 2
@@ -103,10 +104,11 @@ int shadowd_ring_abi_version(void);
 uint64_t shadowd_ring_segment_size(uint32_t payload_max, uint64_t capacity);
 
 /* Create (or re-attach to) the segment at `path` as its one writer.
- * A segment with the same payload_max and capacity is re-attached unless flags has
- * SHADOWD_RING_REPLACE: writing resumes at its head (this is how a restarted producer
- * recovers after a crash, even one between reserve and commit; readers keep their cursors).
- * Otherwise a new one is created; `start_seq` is the first sequence number
+ * A segment with the same payload_max and capacity is re-attached: writing resumes at its
+ * head (this is how a restarted producer recovers after a crash, even one between reserve
+ * and commit; readers keep their cursors). Otherwise a new one is created (an existing
+ * incompatible one only with SHADOWD_RING_REPLACE; unlink(2) first for a fresh ring);
+ * `start_seq` is the first sequence number
  * (0 in production; tests start near 2^32 or 2^64 to exercise the wrap).
  * Returns 0 and *out, or -EINVAL, -EBUSY (another writer is alive), -EEXIST (a segment with
  * other parameters exists and flags lacks SHADOWD_RING_REPLACE), -EPROTO, -EBADMSG, -ENOMEM,
