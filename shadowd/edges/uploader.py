@@ -144,6 +144,7 @@ class Uploader:
         self.config = config
         self._network_state = network_state or (lambda: NetworkState())
         self._clock = clock
+        self._started_s = clock()
         self._mono = mono_clock
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -319,11 +320,14 @@ class Uploader:
             # even if this state file is ever lost (the spool keeps spooled_at_s durably)
             spooled_at = float(getattr(clip, "spooled_at_s", 0.0) or 0.0)
             first_seen = min(now, spooled_at) if spooled_at > 0 else now
+            # the key's date comes from the spool's record alone, never from this process's
+            # clock, so every process (and a clock that jumped) computes the same key
+            key_day = spooled_at if spooled_at > 0 else now
             multipart = size > self.config.multipart_threshold_bytes
             st = _ClipState(
                 clip_id=clip_id,
                 first_seen_s=first_seen,
-                date=datetime.fromtimestamp(first_seen, timezone.utc).strftime("%Y-%m-%d"),
+                date=datetime.fromtimestamp(key_day, timezone.utc).strftime("%Y-%m-%d"),
                 mode="multipart" if multipart else "single",
                 size_bytes=size,
                 part_size_bytes=self.config.part_size_bytes if multipart else 0,
@@ -331,10 +335,12 @@ class Uploader:
             )
             if spooled_at <= 0:
                 self._save_state(st)  # first_seen could not be rebuilt from the spool
-        if not existed:
-            # no state file: no request for this clip was ever made, so it cannot be on the
-            # server and the HEAD round trip is skipped (the state file is written just before
-            # the first request: see _step)
+        if not existed and spooled_at > self._started_s:
+            # spooled after this uploader started and never failed here: no earlier process
+            # (nor this one) has sent a byte of it, so the HEAD round trip is skipped. Clips
+            # older than our start may have been sent just before a crash: they are HEADed.
+            # A wall clock that jumped can only make an old clip look new, which costs a
+            # re-send to the same key, never a second copy.
             self._head_checked.add(clip_id)
         self._states[clip_id] = st
         return st
@@ -434,8 +440,6 @@ class Uploader:
                         self._counters["deduped"] += 1
                     return UploadResult("deduped", clip_id=cid)
                 self._head_checked.add(cid)
-            if cid not in self._on_disk:
-                self._save_state(st)  # from now on a restart must HEAD before re-sending
             if st.mode == "single":
                 result = self._put_single(st, url, path, now)
             else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -39,7 +40,7 @@ def test_any_fault_schedule_delivers_every_clip_exactly_once(tmp_path, nginx_pla
     with FaultProxy("127.0.0.1", nginx_plain.port) as proxy:
         cfg = config(f"http://{proxy.url_host}", vehicle_id=vehicle, part_size_bytes=64 * 1024,
                      multipart_threshold_bytes=128 * 1024, timeout_s=2.0)
-        clock = Clock()
+        clock = Clock(time.time() + 1)  # real wall time: a "crashed" uploader's clips predate the restart
         up = make_uploader(spool, cfg, clock)
         for fault in schedule:
             if fault.startswith("http_"):

@@ -39,11 +39,16 @@ def test_small_and_large_clips_arrive_verified_over_tls_and_leave_the_spool(tmp_
 
 def test_object_key_comes_from_the_template_and_the_content_hash(tmp_path, nginx_plain):
     spool, ids = fill_spool(tmp_path / "spool", [5000])
+    spool_day = [c.spooled_at_s for c in spool.clips()]
     clock = Clock()
     up = make_uploader(spool, config(nginx_plain.url), clock)
     drain(up, clock)
     (path,) = [p for p in nginx_plain.root.rglob("*.shdc")]
-    assert path.relative_to(nginx_plain.root).as_posix() == f"VTEST1/2025-11-24/{ids[0]}.shdc"
+    # {date} is the UTC day the spool accepted the clip, whatever the uploader's clock says
+    import datetime as dt
+
+    day = dt.datetime.fromtimestamp(spool_day[0], dt.timezone.utc).strftime("%Y-%m-%d")
+    assert path.relative_to(nginx_plain.root).as_posix() == f"VTEST1/{day}/{ids[0]}.shdc"
 
 
 def test_every_put_carries_the_sha256_checksum_header_of_its_body(tmp_path, nginx_plain):
@@ -113,6 +118,9 @@ def test_a_clip_already_on_the_server_is_acked_without_sending_it_again(tmp_path
 
     spool = Spool(spool.root, 1 << 30)
     assert [c.clip_id for c in spool.clips()] == ids
+    import time
+
+    clock.t_s = time.time()  # the restart comes after the clip was spooled
     up = make_uploader(spool, config(nginx_plain.url), clock)
     assert up.run_once().action == "deduped"
     assert up.run_once().action == "idle"  # nothing left to send: queued acks are done now
@@ -120,6 +128,15 @@ def test_a_clip_already_on_the_server_is_acked_without_sending_it_again(tmp_path
     assert [e[0] for e in _log(nginx_plain)].count("PUT") == 1
     assert up.metrics()["deduped"] == 1
     assert not list((spool.root / ".upload").glob("*.json"))  # no state left behind
+
+
+def test_a_clip_spooled_before_the_uploader_started_is_headed_once(tmp_path, nginx_plain):
+    import time
+
+    spool, ids = fill_spool(tmp_path / "spool", [1000])
+    clock = Clock(time.time() + 1)
+    drain(make_uploader(spool, config(nginx_plain.url), clock), clock)
+    assert [e[0] for e in _log(nginx_plain)] == ["HEAD", "PUT"]
 
 
 def test_a_fresh_clip_is_sent_without_a_head_round_trip(tmp_path, nginx_plain):
