@@ -290,6 +290,8 @@ class _Handle:
         first C call only counts the matches, so the result is allocated at its size (a
         can_raw ring holds 10^5 frames; the usual window is a fraction of it)."""
         h = self._handle()
+        t0_ns = max(int(t0_ns), -(2**63))  # open-ended windows are fine
+        t1_ns = min(int(t1_ns), 2**63 - 1)
         want = 0
         out = np.empty(0, dtype=self.dtype)
         n = 0
@@ -297,7 +299,7 @@ class _Handle:
             buf = ffi.from_buffer(out, require_writable=True) if want else _NULL
             n = _check(
                 lib.shadowd_ring_find(
-                    h, int(t0_ns), int(t1_ns), buf, self._itemsize, want, _NULL, _NULL, self._matched
+                    h, t0_ns, t1_ns, buf, self._itemsize, want, _NULL, _NULL, self._matched
                 ),
                 "find",
                 self.path,

@@ -125,6 +125,7 @@ def test_frames_in_window_leave_cursors_alone(path):
         assert list(r.frames(100, 120)["t_ns"]) == [100, 105, 110, 115, 120]
         assert list(w.frames(0, 42)["t_ns"]) == [40]
         assert len(r.frames(300, 400)) == 0
+        assert len(r.frames(-(2**70), 2**70)) == 32  # open-ended windows are clamped
         history = RingHistory({"imu": r})
         assert list(history.frames("imu", 190, 10**9)["t_ns"]) == [190, 195]
         with pytest.raises(RingError, match="no ring for topic 'vehicle'"):
