@@ -214,6 +214,8 @@ def write_outputs(out_dir: Path, results: list[dict[str, Any]], report: dict[str
     out_dir.mkdir(parents=True, exist_ok=True)
     clip_dir = out_dir / "clips"
     clip_dir.mkdir(exist_ok=True)
+    for stale in clip_dir.glob("*.clip"):  # an earlier run into the same --out: its clips would mislead
+        stale.unlink()
     for r in results:
         if r["status"] != "ok":
             continue
