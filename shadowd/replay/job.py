@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .. import __version__
+from ..errors import ReplayError
 from . import ab as ab_mod
 from . import labels as labels_mod
 from .inputs import discover_inputs
@@ -84,6 +85,12 @@ def run_job(job: ReplayJob) -> tuple[dict[str, Any], dict[str, Any], dict[str, P
     baseline, or an invalid trigger config or sweep.
     """
     paths = discover_inputs(job.inputs)
+    if job.out_dir is not None:
+        clip_dir = (Path(job.out_dir) / "clips").resolve()
+        inside = [p for p in paths if p.resolve().is_relative_to(clip_dir)]
+        if inside:
+            raise ReplayError(f"--out {job.out_dir} would replace the clips being replayed ({inside[0]}); "
+                              f"copy them elsewhere or pick another --out")
     model_path = job.options.model_path or str(default_model_path())
     opts = dataclasses.replace(job.options, model_path=model_path)
     check_setup(opts, job.baseline_path)

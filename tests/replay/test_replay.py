@@ -201,6 +201,15 @@ def test_ray_local_spreads_inputs_with_the_same_report(inputs_dir, tmp_path, con
     (["--model", "missing.onnx"], "missing.onnx' does not exist"),
     (["--sweep", "nosuch:threshold=1,2"], "--sweep names trigger 'nosuch'"),
 ])
+def test_replaying_clips_into_their_own_out_dir_is_refused(rav4_dir, tmp_path, config, capsys):
+    out = tmp_path / "out"
+    assert _replay(rav4_dir, "--config", config, "--out", out, "--no-html") == 0
+    before = sorted(p.read_bytes() for p in (out / "clips").iterdir())
+    assert _replay(out / "clips", "--out", out) == 1
+    assert "would replace the clips being replayed" in capsys.readouterr().err
+    assert sorted(p.read_bytes() for p in (out / "clips").iterdir()) == before
+
+
 def test_run_wide_problems_stop_before_any_input_with_one_error(inputs_dir, tmp_path, capsys, argv, message):
     out = tmp_path / "out"
     assert _replay(inputs_dir / "drive.csv", "--out", out, *argv) == 1
