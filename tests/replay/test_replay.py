@@ -172,7 +172,8 @@ def test_sweep_with_labels_picks_the_best_point_within_the_upload_budget(tmp_pat
     pts = rep["sweep"]["points"]
     assert [p["params"]["steering:threshold:0"] for p in pts] == [1.0, 2.0, 4.0]
     shares = [p["upload_share"] for p in pts]
-    assert shares[0] > shares[2] and shares[0] >= shares[1] >= shares[2]  # lower threshold, more upload
+    # the lowest threshold uploads most (not monotonic in between: cooldowns move later edges)
+    assert shares[0] > max(shares[1:])
     best = rep["sweep"]["best"]
     assert best["meets_target"] and best["capture_share"] == max(
         p["capture_share"] for p in pts if p["meets_target"])
@@ -196,11 +197,6 @@ def test_ray_local_spreads_inputs_with_the_same_report(inputs_dir, tmp_path, con
     assert (a / "report.json").read_bytes() == (b / "report.json").read_bytes()
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--platform", "nope"], "unknown platform 'nope'"),
-    (["--model", "missing.onnx"], "missing.onnx' does not exist"),
-    (["--sweep", "nosuch:threshold=1,2"], "--sweep names trigger 'nosuch'"),
-])
 def test_replaying_clips_into_their_own_out_dir_is_refused(rav4_dir, tmp_path, config, capsys):
     out = tmp_path / "out"
     assert _replay(rav4_dir, "--config", config, "--out", out, "--no-html") == 0
@@ -210,6 +206,11 @@ def test_replaying_clips_into_their_own_out_dir_is_refused(rav4_dir, tmp_path, c
     assert sorted(p.read_bytes() for p in (out / "clips").iterdir()) == before
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["--platform", "nope"], "unknown platform 'nope'"),
+    (["--model", "missing.onnx"], "missing.onnx' does not exist"),
+    (["--sweep", "nosuch:threshold=1,2"], "--sweep names trigger 'nosuch'"),
+])
 def test_run_wide_problems_stop_before_any_input_with_one_error(inputs_dir, tmp_path, capsys, argv, message):
     out = tmp_path / "out"
     assert _replay(inputs_dir / "drive.csv", "--out", out, *argv) == 1
