@@ -95,16 +95,22 @@ def _hold_last(contract):
 
     i_steer = contract.signals.index("steer_angle_deg") if "steer_angle_deg" in contract.signals else None
     i_accel = contract.signals.index("accel_long_mps2") if "accel_long_mps2" in contract.signals else None
+    i_speed = contract.signals.index("speed_mps") if "speed_mps" in contract.signals else None
     horizon = contract.horizon_offsets_s()
 
     def predict(req):
+        """Hold the last steer/accel, drive straight at the last speed: same outputs as the
+        model declares, so scoring (trajectory included) costs what it costs with the model."""
         w = req.inputs[contract.input_tensor]
         controls = {}
         if i_steer is not None:
             controls["steer_angle_deg"] = np.full(len(horizon), float(w[-1, i_steer]))
         if i_accel is not None:
             controls["accel_long_mps2"] = np.full(len(horizon), float(w[-1, i_accel]))
-        return Prediction(req.t_ns, horizon, controls)
+        traj = None
+        if contract.trajectory_tensor is not None and i_speed is not None:
+            traj = np.stack([float(w[-1, i_speed]) * horizon, np.zeros(len(horizon))], axis=1)
+        return Prediction(req.t_ns, horizon, controls, traj)
 
     return predict
 

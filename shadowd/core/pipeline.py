@@ -180,7 +180,9 @@ class ShadowCore:
             n = len(frames)
         self._counters["frames_in"] += n
         self._pushed_since_trim += n
-        buf.append(frames if frames.dtype == dtype else frames.astype(dtype))
+        if frames.dtype is not dtype and frames.dtype != dtype:
+            frames = frames.astype(dtype)
+        buf.append(frames)
 
     def submit(self, request: InferenceRequest, prediction: Prediction | None) -> None:
         """Hand back the model's answer to ``request`` (None: failed or shed). May come late."""
@@ -213,14 +215,16 @@ class ShadowCore:
         return events
 
     def next_due_ns(self) -> int | None:
-        """Earliest frame time at which ``advance`` can have new work: the next trigger tick,
-        request tick or prediction horizon end. A service loop sleeps until then before
-        waiting for frames (half the wake-ups of waking on every 100 Hz frame). None: as soon
-        as frames arrive (nothing scheduled yet)."""
-        due = [t for t in (self._next_tick if self._engine is not None else None,
-                           self._next_req if self.contract is not None else None) if t is not None]
+        """Frame time at which ``advance`` next has latency-critical work: the next trigger
+        tick (or, without triggers, the next request tick or horizon end). A service loop
+        sleeps until the first frame stamped at or after it is due, instead of waking for every
+        frame; model requests and scoring ride along on those wake-ups (at most one trigger
+        period late, far inside the model's compute budget). None: as soon as frames arrive."""
+        if self._engine is not None and self._next_tick is not None:
+            return self._next_tick
+        due = [t for t in (self._next_req if self.contract is not None else None,) if t is not None]
         if self._to_score:
-            due.append(min(p.t_ns for p in self._to_score) + self._horizon_ns)
+            due.append(self._score_due_ns)
         return min(due) if due else None
 
     def _ready_until(self, topics) -> int | None:
@@ -332,31 +336,52 @@ class ShadowCore:
             return []
         ticks = np.arange(self._next_tick, end + 1, self.tick_ns, dtype=np.int64)
         self._next_tick = int(ticks[-1]) + self.tick_ns
-        cols: dict[str, np.ndarray] = {}
-        for topic, names in self._trigger_by_topic.items():
+        # zero-order hold of each trigger signal, and the latest divergence metrics, at each tick
+        rows = {}
+        for topic in self._trigger_by_topic:
             buf = self._buffers.get(topic)
-            if buf is None or len(buf) == 0:
-                for s in names:
-                    cols[s] = np.full(len(ticks), np.nan)
-                continue
-            fr = buf.frames
-            idx = np.searchsorted(fr["t_ns"], ticks, side="right") - 1  # zero-order hold
-            known = idx >= 0
-            all_known = bool(known.all())
-            if not all_known:
-                idx[~known] = 0
-            for s in names:
-                col = fr[s][idx].astype(np.float64)
-                if not all_known:
-                    col[~known] = np.nan
-                cols[s] = col
+            fr = buf.frames if buf is not None else None
+            if fr is None or len(fr) == 0:
+                rows[topic] = (None, None)
+            else:
+                rows[topic] = (fr, np.searchsorted(fr["t_ns"], ticks, side="right") - 1)
+        m_idx = np.searchsorted(self._metric_t, ticks, side="right") - 1 if self._trigger_metrics else None
         if len(ticks) <= _SCALAR_TICKS:
-            # the engine's scalar path costs microseconds per tick, the batch path ~0.1 ms
-            # per call; both give the same events (shadowd.core.triggers rule 4)
+            # the engine's scalar path costs microseconds per tick, the batch path ~0.1 ms per
+            # call; both give the same events (shadowd.core.triggers rule 4)
             fired = []
+            nan = float("nan")
             for k, t in enumerate(ticks.tolist()):
-                fired += self._engine.evaluate(t, {n: float(c[k]) for n, c in cols.items()})
+                values: dict[str, float] = {}
+                for topic, names in self._trigger_by_topic.items():
+                    fr, idx = rows[topic]
+                    if fr is None or idx[k] < 0:
+                        values.update((s, nan) for s in names)
+                    else:
+                        row = fr[idx[k]]
+                        values.update((s, float(row[s])) for s in names)
+                for m in self._trigger_metrics:
+                    v = self._metric_v.get(m)
+                    values[m] = float(v[m_idx[k]]) if v is not None and len(v) and m_idx[k] >= 0 else nan
+                fired += self._engine.evaluate(t, values)
         else:
+            cols: dict[str, np.ndarray] = {}
+            for topic, names in self._trigger_by_topic.items():
+                fr, idx = rows[topic]
+                if fr is None:
+                    cols.update((s, np.full(len(ticks), np.nan)) for s in names)
+                    continue
+                known = idx >= 0
+                for s in names:
+                    col = fr[s][np.maximum(idx, 0)].astype(np.float64)
+                    col[~known] = np.nan
+                    cols[s] = col
+            for m in self._trigger_metrics:
+                v = self._metric_v.get(m)
+                if v is None or len(v) == 0:
+                    cols[m] = np.full(len(ticks), np.nan)
+                else:
+                    cols[m] = np.where(m_idx >= 0, v[np.maximum(m_idx, 0)], np.nan)
             fired = self._engine.evaluate_batch(ticks, cols)
         self._counters["trigger_ticks"] += len(ticks)
         self._counters["triggers_fired"] += len(fired)
