@@ -394,8 +394,8 @@ int shadowd_ring_open(const char *path, uint32_t expected_payload, uint32_t flag
 		close(fd);
 		return -ENOMEM;
 	}
-	uint64_t head = load_acquire64(&r->hdr->head);
-	r->cursor = (flags & SHADOWD_RING_FROM_OLDEST) ? optimistic_oldest(r, head) : head;
+	/* start from the snapshot in *info, so the caller knows exactly where the cursor is */
+	r->cursor = (flags & SHADOWD_RING_FROM_OLDEST) ? optimistic_oldest(r, info->head) : info->head;
 	*out = r;
 	return 0;
 }

@@ -118,9 +118,9 @@ int shadowd_ring_create(const char *path, uint32_t payload_max, uint64_t capacit
 
 /* Open the segment at `path` as a reader. expected_payload 0 accepts any payload size,
  * otherwise a different one is refused with -EMSGSIZE. `info` (may be NULL) receives what
- * the header says, also on -EPROTO / -EMSGSIZE / -EBADMSG. The cursor starts at the head
- * (only frames committed after open are read) or, with SHADOWD_RING_FROM_OLDEST, at the
- * oldest valid frame. Returns 0, -EINVAL, -ENOENT, -EPROTO, -EMSGSIZE, -EBADMSG, -EAGAIN,
+ * the header says, also on -EPROTO / -EMSGSIZE / -EBADMSG. The cursor starts at info->head
+ * (only frames committed after open are read) or, with SHADOWD_RING_FROM_OLDEST, at
+ * info->oldest, the oldest frame that may still be valid. Returns 0, -EINVAL, -ENOENT, -EPROTO, -EMSGSIZE, -EBADMSG, -EAGAIN,
  * -ENOMEM or an errno from open/fstat/mmap. */
 int shadowd_ring_open(const char *path, uint32_t expected_payload, uint32_t flags,
 		      struct shadowd_ring_info *info, struct shadowd_ring **out);
