@@ -15,15 +15,22 @@ Rules:
    counted as ``predictions_late``), so divergence metrics reach the triggers in order.
    A divergence metric becomes visible to triggers at ``t0 + horizon`` (when it is knowable).
 3. Bad input is counted, never raised: out-of-order frames are dropped
-   (``frames_out_of_order``), windows with unknown samples are skipped (``windows_incomplete``).
+   (``frames_out_of_order``), windows with unknown samples are skipped (``windows_incomplete``),
+   frames of topics nothing here reads are counted and not kept (``frames_not_needed``: the
+   rings or the session's history keep them for clips).
 4. Memory is bounded: each topic keeps only what the model window, the pending predictions'
    horizons and the next trigger tick still need.
+
+API: ``ShadowCore(contract, triggers, *, tick_hz=50, scorer=None, max_wait_s=0.5)``;
+``push_frames(topic, frames)``; ``advance(now_ns) -> [InferenceRequest | Divergence |
+TriggerFired]``; ``submit(request, prediction_or_None)``; ``next_due_ns()`` (when a service
+loop should next wake); ``stats()``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
