@@ -113,7 +113,11 @@ def test_session_with_the_async_model_runner_collects_predictions_on_later_advan
                 session.feed(k, a[pos[k]:j])
                 pos[k] = j
             session.advance(t)
-            time.sleep(0.002)  # wall time for the worker thread (inference takes ~0.1 ms)
+            deadline = time.monotonic() + 1.0  # let the worker thread answer before the next frame
+            while time.monotonic() < deadline and sum(
+                    runner.counters[k] for k in ("inferences", "superseded", "shed", "errors")
+            ) < session.counters["inference_requests"]:
+                time.sleep(0.0005)
         stats = session.stats()
         assert stats["predictions"] > 100  # ~180 requests in 9 s after the 1 s input window
         assert stats["divergences"] > 50
