@@ -159,7 +159,9 @@ class Uploader:
             pin_sha256=config.pin_sha256,
             timeout_s=config.timeout_s,
         )
-        self._bucket = TokenBucket(config.bandwidth_bytes_per_s, config.effective_burst_bytes, self._mono())
+        # empty at start: a (re)started uploader earns its burst instead of opening with one
+        self._bucket = TokenBucket(config.bandwidth_bytes_per_s, config.effective_burst_bytes, self._mono(),
+                                   start_full=False)
         self._budget = self._load_budget()
         self._states: dict[str, _ClipState] = {}
         self._head_checked: set[str] = set()  # clips known not to be on the server yet

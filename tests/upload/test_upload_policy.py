@@ -219,3 +219,20 @@ def _re(text: str) -> str:
     import re
 
     return re.escape(text)
+
+
+def test_token_bucket_started_empty_grants_nothing_until_time_passes():
+    bucket = TokenBucket(1_000_000, 250_000, now_mono_s=5.0, start_full=False)
+    assert bucket.take(1, 5.0) == 0
+    assert bucket.wait_s(250_000, 5.0) == 0.25
+    assert bucket.take(250_000, 5.25) == 250_000
+
+
+def test_token_bucket_catches_up_a_late_wakeup_within_its_burst():
+    # the sender was descheduled for 200 ms; a 250 ms burst lets it make the time up
+    bucket = TokenBucket(1_000_000, 250_000, now_mono_s=0.0, start_full=False)
+    t, sent = 0.0, 0
+    while t < 10.0:
+        t += bucket.wait_s(50_000, t) + (0.2 if 4.0 < t < 4.1 else 0.0)
+        sent += bucket.take(50_000, t)
+    assert abs(sent / t - 1_000_000) / 1_000_000 < 0.01
