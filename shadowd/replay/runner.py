@@ -77,7 +77,7 @@ def load_trigger_config(path: str | None) -> TriggerConfig:
     if path is None:
         from ..core.triggers import builtin_triggers
 
-        return TriggerConfig([dict(d) for d in _defs_of(builtin_triggers())], "builtin")
+        return TriggerConfig([dict(d) for d in builtin_triggers()], "builtin")
     try:
         raw = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
@@ -101,20 +101,8 @@ def load_trigger_config(path: str | None) -> TriggerConfig:
                       f"of trigger definitions, got {type(raw).__name__}")
 
 
-def _defs_of(triggers: Any) -> list[dict[str, Any]]:
-    out = []
-    for t in triggers:
-        if isinstance(t, dict):
-            out.append(t)
-        elif hasattr(t, "to_dict"):
-            out.append(t.to_dict())
-        elif hasattr(t, "__dataclass_fields__"):
-            from dataclasses import asdict
-
-            out.append(asdict(t))
-        else:
-            raise ConfigError(f"built-in trigger {t!r} has no dict form")
-    return out
+_SWEEPABLE = ("priority", "pre_s", "post_s", "cooldown_s", "max_per_hour")
+"""Numeric trigger definition keys (shadowd.core.triggers) a sweep may set besides thresholds."""
 
 
 def apply_overrides(defs: list[dict[str, Any]], overrides: tuple[tuple[str, str, float], ...]) -> list[dict[str, Any]]:
@@ -132,12 +120,15 @@ def apply_overrides(defs: list[dict[str, Any]], overrides: tuple[tuple[str, str,
                               f"check the trigger name")
         d = by_name[trig]
         if param.startswith("threshold:"):
-            d["expr"] = set_expression_literal(str(d.get("expr", "")), int(param.split(":", 1)[1]), value)
+            from ..core.triggers import BUILTINS
+
+            expr = d.get("expr") or BUILTINS.get(d.get("builtin"), {}).get("expr", "")  # {"builtin": ...}
+            d["expr"] = set_expression_literal(str(expr), int(param.split(":", 1)[1]), value)
         else:
-            if param not in d and param not in ("cooldown_s", "pre_s", "post_s", "for_s", "priority"):
+            if param not in d and param not in _SWEEPABLE:
                 raise ConfigError(f"--sweep: trigger {trig!r} has no parameter {param!r}; "
                                   f"it has {sorted(d)} or threshold:N")
-            d[param] = value
+            d[param] = int(value) if param in ("priority", "max_per_hour") else value
     return [by_name[d.get("name")] for d in defs]
 
 
