@@ -165,7 +165,6 @@ class Uploader:
         self._budget = self._load_budget()
         self._states: dict[str, _ClipState] = {}
         self._head_checked: set[str] = set()  # clips known not to be on the server yet
-        self._on_disk: set[str] = set()  # clips whose state file exists
         self._lock = threading.Lock()
         self._counters: Counter[str] = Counter()
         self._failures: Counter[str] = Counter()
@@ -307,9 +306,9 @@ class Uploader:
         size = int(getattr(clip, "size_bytes", 0) or os.path.getsize(self.spool.path(clip_id)))
         path = self._state_path(clip_id)
         st = None
+        spooled_at = float(getattr(clip, "spooled_at_s", 0.0) or 0.0)
         existed = path.exists()
         if existed:
-            self._on_disk.add(clip_id)
             try:
                 st = _ClipState(**json.loads(path.read_text()))
                 if st.clip_id != clip_id or st.size_bytes != size:
@@ -320,7 +319,6 @@ class Uploader:
         if st is None:
             # ages count from when the clip was spooled, and the {date} in the key stays the same
             # even if this state file is ever lost (the spool keeps spooled_at_s durably)
-            spooled_at = float(getattr(clip, "spooled_at_s", 0.0) or 0.0)
             first_seen = min(now, spooled_at) if spooled_at > 0 else now
             # the key's date comes from the spool's record alone, never from this process's
             # clock, so every process (and a clock that jumped) computes the same key
@@ -356,12 +354,10 @@ class Uploader:
         with open(tmp, "w") as f:
             json.dump(asdict(st), f, separators=(",", ":"))
         os.replace(tmp, path)
-        self._on_disk.add(st.clip_id)
 
     def _forget(self, clip_id: str, *, keep_file: bool = False) -> None:
         self._states.pop(clip_id, None)
         self._head_checked.discard(clip_id)
-        self._on_disk.discard(clip_id)
         if not keep_file:
             self._state_path(clip_id).unlink(missing_ok=True)
 
