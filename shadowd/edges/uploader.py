@@ -9,9 +9,14 @@ asked of the pure ``shadowd.core.upload_policy``.
 Rules:
 - A clip leaves the spool (``spool.ack``) only after the server answered 2xx to its last
   request (the single PUT, or the manifest PUT that commits a multipart upload).
-- Object keys derive from the clip id (its content SHA-256), so a retry or a restart
-  overwrites the same object and can never make a second copy. The first attempt of each clip
-  in a process HEADs the object, so a crash between the 2xx and the ack does not re-send.
+- Object keys derive from the clip id (its content SHA-256) and the spool's own record of
+  when it was spooled, so a retry or a restart overwrites the same object and can never make
+  a second copy. A clip that may already have been sent (spooled before this uploader
+  started, or whose last attempt failed) is HEADed first, so a crash between the 2xx and the
+  ack does not re-send it.
+- Threads: ``run_once`` / ``run_forever`` run on one thread. Helper threads do spool acks
+  (overlapping the next transfer), read and hash the next part, and cut a blocked send at
+  shutdown. ``metrics()`` may be called from any thread.
 - One :meth:`Uploader.run_once` moves at most one request body (a whole small clip, one part,
   or the manifest) and returns what happened; nothing raises out of it for network or server
   faults: they are counted by cause and retried with exponential backoff and jitter until the
