@@ -171,6 +171,7 @@ class Uploader:
         self._states: dict[str, _ClipState] = {}
         self._head_checked: set[str] = set()  # clips known not to be on the server yet
         self._lock = threading.Lock()
+        self._close_lock = threading.Lock()
         self._counters: Counter[str] = Counter()
         self._failures: Counter[str] = Counter()
         self._queue_snapshot: dict[str, Any] = {}
@@ -248,17 +249,22 @@ class Uploader:
         self.close()
 
     def close(self) -> None:
-        """Finish queued spool acks, stop the ack thread and close the connection."""
-        self._flush_acks()
-        if self._ack_worker is not None:
-            self._ack_queue.put(None)
-            self._ack_worker.join()
-            self._ack_worker = None
-        if self._prefetch_pool is not None:
-            self._prefetch_pool.shutdown(wait=True, cancel_futures=True)
-            self._prefetch_pool = None
-            self._prefetch = None
-        self._http.close()
+        """Finish queued spool acks, stop the helper threads and close the connection.
+
+        Idempotent, and safe to call from another thread after ``run_forever`` was told to
+        stop (the daemon does both). The uploader may be used again afterwards.
+        """
+        with self._close_lock:
+            self._flush_acks()
+            if self._ack_worker is not None:
+                self._ack_queue.put(None)
+                self._ack_worker.join()
+                self._ack_worker = None
+            if self._prefetch_pool is not None:
+                self._prefetch_pool.shutdown(wait=True, cancel_futures=True)
+                self._prefetch_pool = None
+                self._prefetch = None
+            self._http.close()
 
     def metrics(self) -> dict[str, Any]:
         """Counters and the queue as of the last step (the ``upload`` section of status)."""

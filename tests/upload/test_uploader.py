@@ -310,3 +310,21 @@ def test_run_forever_uploads_in_a_thread_and_stops_promptly_mid_body(tmp_path, n
     drain(resumed, clock)
     assert server_objects(nginx_plain.root).clip_ids == set(ids)
     assert resumed.metrics()["bytes_sent"] <= size - part  # parts sent before the stop stayed sent
+
+
+def test_close_twice_from_two_threads_and_reuse_after_close(tmp_path, nginx_plain):
+    import threading
+
+    spool, ids = fill_spool(tmp_path / "spool", [1000, 2000])
+    clock = Clock()
+    up = make_uploader(spool, config(nginx_plain.url), clock)
+    assert up.run_once().action == "uploaded"  # its ack is queued
+    closers = [threading.Thread(target=up.close) for _ in range(2)]
+    for t in closers:
+        t.start()
+    for t in closers:
+        t.join(timeout=5)
+    assert len(spool.clips()) == 1  # the queued ack was done by close()
+    drain(up, clock)  # and the closed uploader works again
+    assert spool.clips() == []
+    assert server_objects(nginx_plain.root).clip_ids == set(ids)
