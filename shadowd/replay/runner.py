@@ -33,7 +33,6 @@ from .inputs import Drive, read_input
 
 NS = 1_000_000_000
 DEFAULT_CHUNK_S = 10.0  # simulated seconds per advance: bigger batches, same events (core rule 1)
-TRACE_MAX_POINTS = 4000  # divergence points per input kept for plots (every score goes into the stats)
 
 
 @dataclass(frozen=True)
