@@ -108,7 +108,7 @@ class _ClipState:
 
     clip_id: str
     first_seen_s: float
-    date: str  # UTC date of first sighting; part of the object key, so it must never change
+    date: str  # UTC date the clip was spooled; part of the object key, so it must never change
     mode: str  # "single" | "multipart"
     size_bytes: int
     part_size_bytes: int = 0
@@ -120,6 +120,7 @@ class _ClipState:
     next_retry_s: float = 0.0
     last_cause: str = ""
     bytes_sent: int = 0
+    parts_url: str = ""  # object URL the recorded parts went to (multipart)
 
 
 class Uploader:
@@ -536,6 +537,14 @@ class Uploader:
                             status=resp.status)
 
     def _put_next_part(self, st: _ClipState, url: str, path: str, now: float) -> UploadResult:
+        if st.parts_done and st.parts_url != url:
+            # the endpoint changed (a config push) mid-upload: the parts sent so far are on the
+            # old server, so the manifest would point at nothing. Start over at the new one.
+            log.warning("endpoint of clip %s changed from %s to %s mid-upload; sending its parts again",
+                        st.clip_id[:12], st.parts_url, url)
+            st.parts_done.clear()
+            st.upload_id = uuid.uuid4().hex
+        st.parts_url = url
         n = self._next_part(st)
         if n is None:
             return self._commit_manifest(st, url, path, now)

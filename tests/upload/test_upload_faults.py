@@ -254,3 +254,19 @@ def test_uploader_killed_mid_upload_resumes_after_restart(tmp_path, nginx_plain)
     assert server_objects(nginx_plain.root).clip_ids == set(ids)
     # the restart sent only the parts the killed process had not recorded (+ at most the one in flight)
     assert up.metrics()["bytes_sent"] <= size - (done - 1) * part + 4096
+
+
+def test_endpoint_changed_by_a_config_push_mid_multipart_restarts_the_parts_there(tmp_path, nginx_plain):
+    size, part = 600_000, 128 * 1024
+    spool, ids = fill_spool(tmp_path / "spool", [size])
+    clock = Clock()
+    old = config(nginx_plain.url + "/old", part_size_bytes=part, multipart_threshold_bytes=part)
+    up = make_uploader(spool, old, clock)
+    assert [up.run_once().action for _ in range(2)] == ["part_sent", "part_sent"]
+    up.close()  # the daemon rebuilds the uploader with the pushed config
+    new = config(nginx_plain.url + "/new", part_size_bytes=part, multipart_threshold_bytes=part)
+    up = make_uploader(spool, new, clock)
+    drain(up, clock)
+    assert server_objects(nginx_plain.root / "new").clip_ids == set(ids)
+    assert server_objects(nginx_plain.root / "old").clip_ids == set()  # orphan parts, no object
+    assert_exactly_once(spool, nginx_plain.root, ids)
