@@ -48,6 +48,16 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Every spin-wait of both rings: poll 256 times, then yield the core, so a descheduled peer
+ * gets to run on a shared machine (same policy for the shadowd ring and the SPSC peer). */
+static inline void backoff(unsigned *idle)
+{
+	if (++*idle >= 256) {
+		*idle = 0;
+		sched_yield();
+	}
+}
+
 /* ---- shadowd ring, writer thread -> reader thread ---- */
 
 struct pair_ctx {
@@ -71,6 +81,7 @@ static void *pair_reader(void *arg)
 	unsigned char *out = malloc((size_t)c->payload * BATCH);
 	atomic_store(&c->reader_ready, 1);
 	uint64_t got = 0, lost = 0;
+	unsigned idle = 0;
 	for (;;) {
 		uint64_t d;
 		int n = shadowd_ring_read_batch(r, out, c->payload, BATCH, NULL, NULL, &d);
@@ -81,8 +92,13 @@ static void *pair_reader(void *arg)
 		atomic_store_explicit(&c->consumed, got + lost, memory_order_release);
 		/* caught up: poll, as the SPSC peer's consumer does (the futex path is measured by
 		 * the Python reader figures) */
-		if (n == 0 && atomic_load_explicit(&c->done, memory_order_acquire) && !shadowd_ring_poll(r))
-			break;
+		if (n == 0) {
+			if (atomic_load_explicit(&c->done, memory_order_acquire) && !shadowd_ring_poll(r))
+				break;
+			backoff(&idle);
+		} else {
+			idle = 0;
+		}
 	}
 	c->t_end = now_ns();
 	struct shadowd_ring_stats st;
@@ -112,7 +128,7 @@ static int run_pair(const char *path, uint32_t payload, int64_t ms)
 	int64_t end = c.t_start + c.run_ns;
 	for (;;) {
 		for (int i = 0; i < 1024; i++, seq++) {
-			while (seq - consumed >= CAPACITY - 2 * BATCH)
+			for (unsigned idle = 0; seq - consumed >= CAPACITY - 2 * BATCH; backoff(&idle))
 				consumed = atomic_load_explicit(&c.consumed, memory_order_acquire);
 			memcpy(buf, &seq, 8);
 			shadowd_ring_write(w, buf, payload, (int64_t)seq);
@@ -157,6 +173,7 @@ static void *spsc_consumer(void *arg)
 	struct spsc *q = c->q;
 	unsigned char *out = malloc(q->payload);
 	uint64_t tail = 0, head_cache = 0, got = 0;
+	unsigned idle = 0;
 	for (;;) {
 		if (tail == head_cache) {
 			head_cache = atomic_load_explicit(&q->head, memory_order_acquire);
@@ -164,8 +181,10 @@ static void *spsc_consumer(void *arg)
 				if (atomic_load_explicit(&c->done, memory_order_acquire) &&
 				    tail == atomic_load_explicit(&q->head, memory_order_acquire))
 					break;
+				backoff(&idle);
 				continue;
 			}
+			idle = 0;
 		}
 		memcpy(out, q->slots + (tail & q->mask) * q->payload, q->payload);
 		tail++;
@@ -194,7 +213,7 @@ static int run_spsc(uint32_t payload, int64_t ms)
 	int64_t t0 = now_ns(), end = t0 + ms * 1000000;
 	for (;;) {
 		for (int i = 0; i < 1024; i++) {
-			while (head - tail_cache >= CAPACITY)
+			for (unsigned idle = 0; head - tail_cache >= CAPACITY; backoff(&idle))
 				tail_cache = atomic_load_explicit(&q->tail, memory_order_acquire);
 			memcpy(buf, &head, 8);
 			memcpy(q->slots + (head & q->mask) * payload, buf, payload);

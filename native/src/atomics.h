@@ -52,6 +52,10 @@ static inline uint32_t fetch_add_seqcst32(shadowd_a32 *p, uint32_t v) { return a
 static inline uint32_t fetch_sub_seqcst32(shadowd_a32 *p, uint32_t v) { return atomic_fetch_sub_explicit(p, v, memory_order_seq_cst); }
 static inline uint32_t fetch_add_release32(shadowd_a32 *p, uint32_t v) { return atomic_fetch_add_explicit(p, v, memory_order_release); }
 
+/* Compiler-only barrier: keeps the compiler from moving memory accesses across it; the CPU
+ * may still reorder (used where membarrier() supplies the CPU side, see ring.c publish()). */
+static inline void compiler_barrier(void) { atomic_signal_fence(memory_order_seq_cst); }
+
 /* Orders the payload writes after it behind the (odd) slot stamp stored before it. */
 static inline void fence_release(void) { atomic_thread_fence(memory_order_release); }
 /* Orders the payload reads before it ahead of the slot stamp re-read after it. */

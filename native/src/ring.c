@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,9 @@
 #include <unistd.h>
 
 #define RING_MAGIC 0x474e495257444853ULL /* "SHDWRING" read as little-endian bytes */
+/* writer_flags bit: the writer publishes without a StoreLoad fence and is registered for
+ * MEMBARRIER_CMD_GLOBAL_EXPEDITED; a reader must issue that membarrier before it sleeps. */
+#define WRITER_MEMBARRIER 1u
 
 /* The shared header. Offsets are the layout (keep docs/ring.md in sync; bump
  * SHADOWD_RING_LAYOUT_VERSION on any change). Hot words sit on their own 128-byte blocks
@@ -58,7 +62,8 @@ struct ring_header {
 	shadowd_a32 writer_pid;         /*  48: 0 = no writer attached */
 	shadowd_a32 writer_generation;  /*  52 */
 	shadowd_a64 writer_start_ticks; /*  56: /proc/<pid>/stat starttime, against pid reuse */
-	unsigned char pad0[128 - 64];
+	shadowd_a32 writer_flags;       /*  64: WRITER_MEMBARRIER, see publish() */
+	unsigned char pad0[128 - 68];
 	shadowd_a64 head;               /* 128: next sequence to commit */
 	unsigned char pad1[256 - 136];
 	shadowd_a32 wake_seq;           /* 256: futex word, bumped on each wake */
@@ -83,6 +88,7 @@ struct shadowd_ring {
 	int fd;
 	int is_writer;
 	int reserved;          /* writer: a reservation is open */
+	int fast_publish;      /* writer: registered for membarrier, publishes without a fence */
 	uint32_t slot_size;    /* cached, validated copies of the header */
 	uint32_t payload_max;
 	uint64_t capacity;
@@ -241,6 +247,10 @@ static void writer_attach(struct shadowd_ring *w)
 	struct ring_header *h = w->hdr;
 	int pid = getpid();
 	w->cursor = load_acquire64(&h->head);
+	/* Registering lets sleeping readers run a barrier on our CPU (membarrier(2), Linux >=
+	 * 4.16), so publish() can skip the per-frame StoreLoad fence. Without it: the fence. */
+	w->fast_publish = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
+	store_relaxed32(&h->writer_flags, w->fast_publish ? WRITER_MEMBARRIER : 0);
 	store_relaxed64(&h->writer_start_ticks, proc_start_ticks(pid, NULL));
 	atomic_fetch_add_explicit(&h->writer_generation, 1, memory_order_relaxed);
 	/* release: a reader that sees our pid also sees our start ticks */
@@ -414,16 +424,31 @@ void shadowd_ring_close(struct shadowd_ring *r)
 /* ---- writer ---- */
 
 /* Publish head = next and wake sleeping readers. A Dekker pair with wait(): we store head
- * then load sleepers, it increments sleepers then loads head, all seq_cst, so in the single
- * total order at least one side sees the other's write: either the reader sees the new head
- * and does not sleep, or we see its increment and wake it. The exchange also has release
- * semantics for the slot just committed. (An xchg is one locked instruction on x86, an
- * stlxr loop on ARMv8: cheaper than a release store plus a full fence.) */
+ * then load sleepers, the reader increments sleepers then loads head; at least one side must
+ * see the other's write, or a frame lands while its reader sleeps. That needs a StoreLoad
+ * barrier on both sides, and a full barrier per frame (a store-buffer drain) costs the
+ * writer more than the rest of the frame. So it is asymmetric (liburcu's trick):
+ *  - fast_publish (writer registered for membarrier): release store of head, compiler
+ *    barrier, relaxed load of sleepers. The reader, after its increment and before its head
+ *    check, runs membarrier(GLOBAL_EXPEDITED), which executes a full barrier on our CPU:
+ *    either our head store preceded that barrier (the reader then sees it) or our sleepers
+ *    load follows it (we then see the reader's increment and wake it).
+ *  - otherwise: a seq_cst exchange of head and a seq_cst load of sleepers; with the
+ *    reader's seq_cst increment and load, one of the two sees the other in the total order.
+ * Either way the head store has release semantics for the slot just committed. */
 static inline void publish(struct shadowd_ring *w, uint64_t next)
 {
 	struct ring_header *h = w->hdr;
-	exchange_seqcst64(&h->head, next);
-	if (load_seqcst32(&h->sleepers)) {
+	uint32_t sleeping;
+	if (w->fast_publish) {
+		store_release64(&h->head, next);
+		compiler_barrier(); /* the CPU side is the reader's membarrier */
+		sleeping = load_relaxed32(&h->sleepers);
+	} else {
+		exchange_seqcst64(&h->head, next);
+		sleeping = load_seqcst32(&h->sleepers);
+	}
+	if (sleeping) {
 		fetch_add_release32(&h->wake_seq, 1);
 		syscall(SYS_futex, &h->wake_seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 	}
@@ -696,19 +721,26 @@ int shadowd_ring_wait(struct shadowd_ring *r, int64_t timeout_ns)
 		if (timeout_ns == 0)
 			return 0;
 		/* Announce the sleep, then re-check (Dekker with publish()): seq_cst RMW and
-		 * load, so the writer either sees sleepers > 0 or we see its new head. */
+		 * load, so the writer either sees sleepers > 0 or we see its new head. A writer
+		 * that skips its fence needs a barrier run on its CPU first (membarrier). */
+		int64_t timeout_cap = 0;
 		fetch_add_seqcst32(&h->sleepers, 1);
+		if ((load_relaxed32(&h->writer_flags) & WRITER_MEMBARRIER) &&
+		    syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0)
+			timeout_cap = 1000000; /* cannot barrier it: re-check every millisecond */
 		uint32_t word = load_seqcst32(&h->wake_seq);
 		int ready = load_seqcst64(&h->head) != r->cursor;
 		int rc = 0;
 		if (!ready) {
 			struct timespec ts, *tsp = NULL;
-			if (timeout_ns > 0) {
-				int64_t left = deadline - now_ns();
-				if (left <= 0) {
-					fetch_sub_seqcst32(&h->sleepers, 1);
-					return 0;
-				}
+			int64_t left = timeout_ns > 0 ? deadline - now_ns() : INT64_MAX;
+			if (left <= 0) {
+				fetch_sub_seqcst32(&h->sleepers, 1);
+				return 0;
+			}
+			if (timeout_cap && left > timeout_cap)
+				left = timeout_cap;
+			if (left != INT64_MAX) {
 				ts.tv_sec = left / 1000000000;
 				ts.tv_nsec = left % 1000000000;
 				tsp = &ts;
