@@ -56,6 +56,8 @@ def test_replay_of_the_real_drive_writes_clips_report_and_html(rav4_dir, tmp_pat
     assert rep["provenance"]["model_sha256"] == file_sha256(default_model_path())
     assert rep["model"]["predictions"] > 1000  # 20 Hz over a minute
     assert rep["divergence"]["count"] > 1000 and rep["divergence"]["mean"] > 0
+    # signal triggers and a divergence-metric trigger both fire on this minute
+    assert {"slowing", "steering", "diverging"} <= set(rep["triggers"])
     assert rep["triggers"] and all(t["rate_per_h"] == pytest.approx(t["count"] * 60, rel=0.05)
                                    for t in rep["triggers"].values())
     clips = sorted((out / "clips").glob("*.clip"))
