@@ -637,8 +637,6 @@ int shadowd_ring_read_batch(struct shadowd_ring *r, void *out, uint32_t stride, 
 		}
 		int64_t t;
 		uint32_t len;
-		if (head - s > 2) /* pull a committed slot two ahead out of the writer's cache early */
-			__builtin_prefetch(slot_of(r, s + 2), 0, 3);
 		int rc = copy_frame(r, s, dst, stride, &t, &len);
 		if (rc == 1) {
 			if (t_ns)
