@@ -124,8 +124,10 @@ def _python_reader(exe: str, workdir: str, seconds: float, batch: int) -> dict:
                 elif (frames & 0x3FFF) < batch and time.perf_counter() >= deadline:
                     break
         elapsed = time.perf_counter() - t0
-        # check what arrived: the last frame read carries its sequence number as t_ns
-        last_ok = bool(n == 0 or int(out["t_ns"][n - 1]) + 1 == frames + dropped)
+        # check what arrived: every frame carries its sequence number as t_ns, so the last
+        # batch must be consecutive and end exactly at the count of frames read + dropped
+        tail = out["t_ns"][:n]
+        last_ok = bool(n == 0 or (int(tail[-1]) + 1 == frames + dropped and (np.diff(tail) == 1).all()))
     finally:
         credit[1] = 1
         credit.flush()
