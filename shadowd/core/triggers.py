@@ -85,9 +85,11 @@ BUILTINS: dict[str, dict[str, Any]] = {
         "description": "any ADAS disengagement (engaged -> not engaged, both known)",
     },
     "divergence": {
-        "expr": "held(divergence > 1.0, 0.5s)",
+        "expr": "mean_over(divergence, 1s) > 0.6 or held(divergence > 1.0, 0.5s)",
         "priority": 6, "pre_s": 10.0, "post_s": 5.0, "cooldown_s": 20.0, "max_per_hour": 30,
-        "description": "the candidate model's divergence score above 1 (its tolerance) for 0.5 s",
+        "description": "the candidate model disagrees with the human in a sustained way: its "
+                       "divergence score averaged over 1 s above 0.6 of its tolerance, or above "
+                       "the tolerance (1.0) for 0.5 s; single-prediction spikes are noise",
     },
     "baseline": {
         "expr": "periodic(600s) and speed_mps > 1.0",

@@ -84,12 +84,22 @@ def test_takeover_fires_on_driver_override_edge():
     assert fired(t, cols) == [("takeover", pytest.approx(20.0, abs=0.01))]
 
 
-def test_divergence_fires_when_the_score_stays_high_for_half_a_second():
+def test_divergence_fires_on_sustained_disagreement_not_on_a_single_spike():
     t, cols = rav4_minute()
-    cols["divergence"][between(t, 10.0, 10.3)] = 4.0  # too short
+    cols["divergence"][between(t, 10.0, 10.05)] = 4.0  # one prediction: noise
     cols["divergence"][between(t, 25.0, 27.0)] = 2.0
     [(name, at)] = fired(t, cols)
-    assert name == "divergence" and at == pytest.approx(25.5, abs=0.01)
+    # 20 samples in the 1 s window at 20 Hz: 5 at 2.0 and 15 at 0.2 average 0.65 > 0.6
+    # (4 of them average 0.56), so it fires on the 5th high sample, 0.2 s in
+    assert name == "divergence" and at == pytest.approx(25.2, abs=0.01)
+
+
+def test_divergence_fires_on_moderate_but_lasting_disagreement():
+    t, cols = rav4_minute()
+    cols["divergence"][between(t, 30.0, 33.0)] = 0.5  # within tolerance: quiet
+    assert fired(t, cols) == []
+    cols["divergence"][between(t, 30.0, 33.0)] = 0.8  # 80 % of tolerance for 3 s
+    assert [name for name, _ in fired(t, cols)] == ["divergence"]
 
 
 def test_baseline_samples_moving_car_every_ten_minutes_from_t_ns_alone():
