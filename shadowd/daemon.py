@@ -23,6 +23,7 @@ budgets, so a wall-clock jump never disturbs the pipeline.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import queue
@@ -49,6 +50,12 @@ log = logging.getLogger("shadowd.daemon")
 
 _READ_BATCH = 1024
 _PENDING_CLIPS_MAX = 256
+_WAIT_S = 0.05
+"""Longest the pipeline blocks on a ring: bounds how late a swap, flush or drain is served."""
+_WAKE_EARLY_NS = 200_000
+"""How long before the awaited vehicle frame is due the pipeline stops sleeping and blocks on the ring."""
+_REOPEN_CHECK_S = 1.0
+"""How often missing rings are retried and open ones checked for having been recreated."""
 
 
 def load_settings(path: str | os.PathLike) -> ServiceSettings:
@@ -103,6 +110,7 @@ class Service:
         self._drain_deadline = 0.0
         self._ring_drops: dict[str, int] = {}
         self._missing_rings: set[str] = set()
+        self._reopened: dict[str, int] = {}  # topic -> times its ring was reopened (recreated)
         self._swapped: queue.Queue[_ActiveConfig] = queue.Queue()  # swapped in, to persist
         self.counters: dict[str, int] = {"clips_lost_queue_full": 0, "spool_errors": 0, "clips_spooled": 0,
                                          "config_swaps": 0, "rollbacks": 0, "frames_late": 0}
@@ -382,6 +390,7 @@ class Service:
                 # "oldest": whatever the producer wrote before we came is history we still want
                 readers[topic] = RingReader.open(self._ring_name(topic), frame_dtype(topic), start="oldest")
                 log.info("reading topic %s from ring %s", topic, self._ring_name(topic))
+                self._missing_rings.discard(topic)
             except RingError as err:
                 if topic not in self._missing_rings:
                     log.info("ring for %s not available yet (%s); waiting for its producer", topic, err)
@@ -391,16 +400,31 @@ class Service:
         return readers
 
     def _pipeline_body(self, stage: Stage) -> None:
+        """Drain the rings into the session; wake only when a trigger tick can be evaluated.
+
+        Wake strategy (the service's CPU floor): nothing can be evaluated before a vehicle
+        frame stamped at or after ``core.next_due_ns() + lateness`` exists, and vehicle frames
+        come every ``period`` after the last one. So the loop sleeps until the first such
+        frame is expected (a few 100 µs early), then blocks on the vehicle ring, then drains
+        every ring in batches. Frames stamped ahead of the clock (accelerated playback) or a
+        missing vehicle ring fall back to waiting on the ring (``_WAIT_S`` at most), so
+        swaps, flushes and the drain are served within that bound.
+        """
         from .ring import RingHistory
 
         buffers = {t: np.empty(_READ_BATCH, frame_dtype(t)) for t in (*TOPICS, RAW_TOPIC)}
         readers = self._open_readers()
         history = RingHistory(readers)
         session = self.session = self._new_session(self.active, history)
+        gc.collect()
+        gc.freeze()  # setup objects (models, DBCs, numpy) never need scanning again
+        lateness_ns = int(self.settings.lateness_s * 1e9)
         now_ns = 0
         newest_ns = 0
+        last_vehicle_ns: int | None = None
+        vehicle_period_ns = int(1e9 / max(1.0, self.platform.topic_rates_hz.get("vehicle", 100.0)))
         next_reopen = 0.0
-        dropped_seen: dict[str, int] = {}
+        dropped_seen: dict[str, int] = dict(self._ring_drops)
         errors_seen = self.active.model.counters.get("errors", 0)
         overruns_seen = self.active.model.counters.get("overruns", 0)
         while True:
@@ -410,11 +434,10 @@ class Service:
                 return
             if stage.stopping:
                 return
-            expected = set(self.settings.rings) | set(self._writers)
-            if (len(readers) < max(1, len(expected))) and mono >= next_reopen:
-                readers = self._open_readers()
-                history._rings = dict(readers)  # the same History, more rings
-                next_reopen = mono + 1.0
+            if mono >= next_reopen:
+                readers = self._refresh_readers(readers)
+                history._rings = dict(readers)  # the same History, the current rings
+                next_reopen = mono + _REOPEN_CHECK_S
             swap = self._take_swap()
             if swap is not None:
                 session.swap(swap.model, swap.triggers, windows=swap.windows,
@@ -432,32 +455,54 @@ class Service:
                 stage.progress()
                 stage.sleep(0.1)
                 continue
-            if not any(r.poll() for r in readers.values()):
-                primary.wait(0.05)
+            due = session.core.next_due_ns()
+            if (due is not None and last_vehicle_ns is not None and "vehicle" in readers
+                    and not self._draining.is_set() and not self._flush.is_set()):
+                wanted = due + lateness_ns
+                expected = last_vehicle_ns + max(0, -(-(wanted - last_vehicle_ns) // vehicle_period_ns)) * vehicle_period_ns
+                delay_ns = min(expected - time.monotonic_ns() - _WAKE_EARLY_NS, int(_WAIT_S * 1e9))
+                if delay_ns > 100_000 and last_vehicle_ns <= time.monotonic_ns():
+                    if stage.sleep(delay_ns / 1e9):
+                        continue
+            if not primary.poll():
+                primary.wait(_WAIT_S)
             got = 0
+            watermark_ns = None  # the least newest frame of the rings that had frames this round
             for topic, reader in readers.items():
                 buf = buffers[topic]
+                topic_last_ns = None
                 while True:
                     n, dropped = reader.read_into(buf)
                     if dropped:
                         dropped_seen[topic] = dropped_seen.get(topic, 0) + dropped
                     if not n:
                         break
-                    frames = buf[:n].copy()
+                    frames = buf[:n]
                     t = frames["t_ns"]
-                    late = int(np.count_nonzero(t <= now_ns))
-                    if late:
-                        self.counters["frames_late"] += late
-                        frames = frames[t > now_ns]
+                    if int(t[0]) <= now_ns:
+                        late = int(np.count_nonzero(t <= now_ns))
+                        if late:
+                            self.counters["frames_late"] += late
+                            frames = frames[t > now_ns]
                     if len(frames):
-                        session.feed(topic, frames)
-                        newest_ns = max(newest_ns, int(frames["t_ns"][-1]))
+                        session.feed(topic, frames.copy())
+                        topic_last_ns = int(frames["t_ns"][-1])
+                        newest_ns = max(newest_ns, topic_last_ns)
+                        if topic == "vehicle":
+                            last_vehicle_ns = topic_last_ns
                     self._frames[topic] = self._frames.get(topic, 0) + n
                     got += n
                     if n < len(buf):
                         break
+                if topic_last_ns is not None and (watermark_ns is None or topic_last_ns < watermark_ns):
+                    watermark_ns = topic_last_ns
             self._ring_drops = dropped_seen
-            target = newest_ns - int(self.settings.lateness_s * 1e9)
+            # The clock runs `lateness` behind the newest frame, and never past a ring read
+            # earlier in this round: frames its producer wrote while later rings were drained
+            # are not late (matters when playback runs far faster than real time).
+            target = newest_ns - lateness_ns
+            if watermark_ns is not None:
+                target = min(target, watermark_ns)
             if self._flush.is_set():
                 self._flush.clear()
                 session.flush(max(now_ns, newest_ns))
@@ -474,6 +519,34 @@ class Service:
             if overruns > overruns_seen:
                 self._health("budget_overrun", f"{overruns - overruns_seen} budget overruns")
                 overruns_seen = overruns
+
+    def _refresh_readers(self, readers: dict[str, Any]) -> dict[str, Any]:
+        """Open rings whose producer has come up; reopen rings that were recreated.
+
+        A producer restarted with the same ring parameters re-attaches to its segment and the
+        reader keeps reading. One restarted with other parameters recreates the segment: the
+        name then points at a new file (``reader.replaced``) and this reader would see nothing
+        more, so it is closed and the new segment opened from its oldest frame. A writer that
+        stays dead on the same segment is reported (``writer_alive`` in status), not reopened.
+        """
+        for topic, reader in list(readers.items()):
+            if topic in self._writers:
+                continue  # written in-process (CAN ingest): never replaced under us
+            try:
+                replaced = reader.replaced and not reader.writer_alive
+            except RingError:
+                replaced = True
+            if not replaced:
+                continue
+            log.warning("ring %s of topic %s was recreated by its producer; reopening it", reader.path, topic)
+            self._reopened[topic] = self._reopened.get(topic, 0) + 1
+            self._readers.pop(topic, None)
+            readers.pop(topic)
+            reader.close()
+        expected = set(self.settings.rings) | set(self._writers)
+        if len(readers) < max(1, len(expected)):
+            readers = self._open_readers()
+        return readers
 
     def _take_swap(self) -> _ActiveConfig | None:
         with self._swap_lock:
@@ -601,17 +674,20 @@ class Service:
                 "frames": {"__label__": "topic", **self._frames},
                 "dropped": {"__label__": "topic", **self._ring_drops},
                 "writer_alive": {"__label__": "topic", **{t: _safe(lambda r=r: r.writer_alive) for t, r in readers.items()}},
+                "reopened": {"__label__": "topic", **self._reopened},
                 "frames_late": self.counters["frames_late"],
             },
             "model": {"path": str(model.path), "sha256": model.sha256,
                       "execution_provider": model.providers[0] if model.providers else "",
-                      "latency_ms": {"__label__": "quantile", **_safe(model.latency_percentiles)},
-                      **{k: v for k, v in stats.items() if isinstance(v, (int, float))}},
+                      "latency_ms": _quantiles(_safe(model.latency_percentiles)),
+                      **{k: v for k, v in stats.items()
+                         if isinstance(v, (int, float)) and k not in _LATENCY_KEYS}},
             "pipeline": _jsonable(session.stats()) if session is not None else {},
             "spool": _jsonable(_safe(self.spool.stats)),
             "upload": _jsonable(_safe(self.uploader.metrics)) if self.uploader is not None else {"enabled": False},
             "clips": {k: v for k, v in self.counters.items()},
             "stages": {name: st.status() for name, st in self.stages.items()},
+            "cpu_s": _safe(_thread_cpu_s),
         }
 
     def _metrics_text(self) -> str:
@@ -623,6 +699,38 @@ class Service:
         rates = ", ".join(f"{t} {r:.0f} Hz" for t, r in sorted(self._rates_hz.items()))
         return (f"config v{self.active.version}; {rates or 'no frames yet'}; "
                 f"{self.counters['clips_spooled']} clips spooled")
+
+
+_LATENCY_KEYS = {"p50_ms": "0.5", "p90_ms": "0.9", "p99_ms": "0.99"}
+
+
+def _quantiles(pcts: dict) -> dict:
+    """Model latency percentiles as one Prometheus-style quantile map; None before the first inference."""
+    out: dict = {"__label__": "quantile"}
+    for key, q in _LATENCY_KEYS.items():
+        v = pcts.get(key)
+        out[q] = round(v, 3) if isinstance(v, float) and v == v else None
+    return out
+
+
+def _thread_cpu_s() -> dict:
+    """CPU seconds per Python thread name (threads of one name summed) and for the process,
+    from /proc/self/task/<tid>/stat (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict = {"__label__": "thread"}
+    for th in threading.enumerate():
+        tid = th.native_id
+        if tid is None:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        out[th.name] = round(out.get(th.name, 0.0) + (int(fields[11]) + int(fields[12])) / tick, 2)
+    t = os.times()
+    out["process"] = round(t.user + t.system, 2)
+    return out
 
 
 def _safe(fn):

@@ -9,6 +9,8 @@ frame timestamps keep the recorded spacing (they run ahead of the clock, as the 
 follows frame time). ``loops`` repeats the drive, shifting time so it stays monotonic.
 
 It is a separate process from the service on purpose: that is how producers run on a vehicle.
+A restarted producer re-attaches to its rings (readers keep reading); one restarted with other
+ring parameters (capacity, frame size) recreates them, and the service reopens them by name.
 """
 
 from __future__ import annotations
@@ -20,6 +22,25 @@ from collections.abc import Mapping
 import numpy as np
 
 from .core.signals import frame_dtype
+
+
+def _create_or_replace(name: str, dtype, capacity: int):
+    """Attach to the ring ``name`` (a restart with the same parameters keeps its readers), or
+    recreate it when it exists with other parameters or is corrupt (readers reopen it by name).
+    A ring held by another live writer still raises RingError (busy)."""
+    import errno
+
+    from .errors import RingCorruptError, RingError, RingVersionError
+    from .ring import RingWriter
+
+    try:
+        return RingWriter.create(name, dtype, capacity)
+    except (RingCorruptError, RingVersionError):
+        pass
+    except RingError as err:
+        if err.errno != errno.EEXIST:
+            raise
+    return RingWriter.create(name, dtype, capacity, replace=True)
 
 
 def play(
@@ -43,8 +64,6 @@ def play(
         chunk_s: drive seconds written per batch (10 ms: vehicle-like latency).
         stop: optional threading/multiprocessing Event to end early.
     """
-    from .ring import RingWriter
-
     topics = [t for t in drive_topics if t in ring_names and len(drive_topics[t])]
     if not topics:
         return {}
@@ -57,7 +76,7 @@ def play(
         rate_hz = len(arr) / max(1e-9, (int(arr["t_ns"][-1]) - int(arr["t_ns"][0])) / 1e9)
         cap = (capacity or {}).get(t) or max(4096, int(rate_hz * 60))
         cap = 1 << (cap - 1).bit_length()
-        writers[t] = RingWriter.create(ring_names[t], frame_dtype(t), cap)
+        writers[t] = _create_or_replace(ring_names[t], frame_dtype(t), cap)
     written = {t: 0 for t in topics}
     chunk_ns = int(chunk_s * 1e9)
     wall0 = time.monotonic_ns()
