@@ -1,9 +1,12 @@
 """cffi build of ``shadowd._native`` (out-of-line API mode) from native/.
 
 Not installed (the cryptography ``_cffi_src`` model): setup.py names it in ``cffi_modules``.
-The cdef is the part of include/shadowd/ring.h between the ``cffi-begin`` and ``cffi-end``
-markers, so the header is the one declaration of the API (cryptography's padding.h model);
-the sources are compiled into the extension, nothing is linked from the system.
+The cdef is the part of each header (include/shadowd/ring.h, include/shadowd/candump.h)
+between the ``cffi-begin`` and ``cffi-end`` markers, so the headers are the one declaration of
+the API (cryptography's padding.h model); the sources are compiled into the extension, nothing
+is linked from the system. shadowd/ring.py stays the only importer of the module (one place
+for the ABI handshake); the candump parser's wrapper in shadowd/edges/can_ingest.py takes the
+already-checked ``ffi, lib`` from there and checks the parser's own ABI version.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from cffi import FFI
 
 NATIVE = pathlib.Path(__file__).resolve().parent
 HEADER = NATIVE / "include" / "shadowd" / "ring.h"
-SOURCES = [NATIVE / "src" / "ring.c"]
+HEADERS = [HEADER, NATIVE / "include" / "shadowd" / "candump.h"]
+SOURCES = [NATIVE / "src" / "ring.c", NATIVE / "src" / "candump.c"]
 
 
 def cdef_text(header: pathlib.Path = HEADER) -> str:
@@ -28,10 +32,10 @@ def cdef_text(header: pathlib.Path = HEADER) -> str:
 
 
 ffibuilder = FFI()
-ffibuilder.cdef(cdef_text())
+ffibuilder.cdef("".join(cdef_text(h) for h in HEADERS))
 ffibuilder.set_source(
     "shadowd._native",
-    '#include "shadowd/ring.h"\n',
+    "".join(f'#include "shadowd/{h.name}"\n' for h in HEADERS),
     sources=[str(p.relative_to(NATIVE.parent)) for p in SOURCES],
     include_dirs=[str(NATIVE / "include"), str(NATIVE / "src")],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra"],

@@ -1,7 +1,7 @@
 """CAN ingest: raw frames -> decoded topic frames (vehicle, perception, can_raw).
 
-Owns: reading CAN logs (candump -L fast path in numpy; asc/blf/trc/... through python-can's
-LogReader), mapping frames to the platform's buses by channel, decoding with the platform's
+Owns: reading CAN logs (candump -L through the C parser native/src/candump.c, with the numpy /
+regex parser as reference and fallback; asc/blf/trc/... through python-can's LogReader), mapping frames to the platform's buses by channel, decoding with the platform's
 DBCs (cantools, strict=False, compiled to numpy by ``dbc_decode``), and resampling onto the
 topic grids. Two APIs over one implementation, so the daemon and replay decode identically:
 
@@ -26,6 +26,7 @@ on a bus are counted.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -514,7 +515,85 @@ def _read_candump_fast(text: bytes) -> RawLog | None:
                   (pay_len // 2).astype(np.uint8), flags, data, 0)
 
 
+_NATIVE_CANDUMP_ABI = 1
+_native_candump = None  # (ffi, lib) once checked; False when unavailable
+
+
+def _native_parser():
+    """``(ffi, lib)`` of the C candump parser (native/src/candump.c), or None.
+
+    ``shadowd.ring`` is the one importer of ``shadowd._native`` and does the ring's ABI
+    handshake; the parser's own version is checked here. A build without the parser (or
+    without a compiler) falls back to the numpy/regex parsers below, same results.
+    """
+    global _native_candump
+    if _native_candump is None:
+        _native_candump = False
+        try:
+            from ..ring import ffi, lib
+        except ImportError as err:
+            log.info("C candump parser unavailable (%s); using the Python parser", err)
+            return None
+        if getattr(lib, "shadowd_candump_abi_version", None) is None or \
+                lib.shadowd_candump_abi_version() != _NATIVE_CANDUMP_ABI:
+            log.warning("shadowd._native has no candump parser of ABI v%d (stale build); using the Python "
+                        "parser; rebuild with `.venv/bin/python -m pip install --no-build-isolation -e .`",
+                        _NATIVE_CANDUMP_ABI)
+            return None
+        _native_candump = (ffi, lib)
+    return _native_candump or None
+
+
+def _read_candump_native(text: bytes) -> RawLog | None:
+    """candump -L text through the C parser; None when it is not built or the log has more
+    channels than it tracks (the Python parser takes those). Same result as ``_read_candump_py``
+    (tests/ingest compares them on the real log and on malformed lines)."""
+    native = _native_parser()
+    if native is None:
+        return None
+    ffi, lib = native
+    cap = len(text) // 10 + 1  # the shortest valid line is 11 bytes with its newline (candump.h)
+    t_ns = np.empty(cap, np.int64)  # large np.empty is mmap'd lazily: only rows written cost
+    chan = np.empty(cap, np.uint16)
+    can_id = np.empty(cap, np.uint32)
+    dlc = np.empty(cap, np.uint8)
+    flags = np.empty(cap, np.uint16)
+    info = ffi.new("struct shadowd_candump_info *")
+    for stride in (8, lib.SHADOWD_CANDUMP_DATA_BYTES):  # classic CAN first; CAN-FD logs go again
+        data = np.empty((cap, stride), np.uint8)
+        rows = lib.shadowd_candump_parse(
+            ffi.from_buffer("uint8_t[]", text), len(text), cap, ffi.from_buffer("int64_t[]", t_ns),
+            ffi.from_buffer("uint16_t[]", chan), ffi.from_buffer("uint32_t[]", can_id),
+            ffi.from_buffer("uint8_t[]", dlc), ffi.from_buffer("uint16_t[]", flags),
+            ffi.from_buffer("uint8_t[]", data), stride, info)
+        if rows != -errno.EMSGSIZE:
+            break
+    if rows < 0:
+        return None  # -E2BIG: channels the C table cannot hold (the Python parser takes them)
+    if rows == 0:
+        return RawLog(np.empty(0, np.int64), np.empty(0, np.uint16), [], np.empty(0, np.uint32),
+                      np.empty(0, np.uint8), np.empty(0, np.uint16), np.zeros((0, 8), np.uint8),
+                      int(info.malformed_lines))
+    names = [ffi.unpack(info.channel[i], info.channel_len[i]) for i in range(info.n_channels)]
+    # channel list in name order, as the Python parser gives (np.unique of the names)
+    order = sorted(range(len(names)), key=lambda i: names[i])
+    remap = np.empty(len(names), np.uint16)
+    remap[order] = np.arange(len(names), dtype=np.uint16)
+    width = max(1, int(info.max_dlc))
+    return RawLog(t_ns[:rows].copy(), remap[chan[:rows]], [names[i].decode() for i in order],
+                  can_id[:rows].copy(), dlc[:rows].copy(), flags[:rows].copy(),
+                  np.ascontiguousarray(data[:rows, :width]), int(info.malformed_lines))
+
+
 def _read_candump(text: bytes) -> RawLog:
+    native = _read_candump_native(text)
+    if native is not None:
+        return native
+    return _read_candump_py(text)
+
+
+def _read_candump_py(text: bytes) -> RawLog:
+    """The reference parser: vectorized numpy for clean logs, a regex per line otherwise."""
     fast = _read_candump_fast(text)
     if fast is not None:
         return fast
