@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -62,6 +63,30 @@ def _at(t_hist_ns: np.ndarray, values: np.ndarray, t_query_ns: np.ndarray) -> np
     return sample(t_hist_ns, values, t_query_ns, "linear")
 
 
+@lru_cache(maxsize=16)
+def _integration_grid(horizon: float, offsets: tuple[float, ...]):
+    """The uniform integration grid of a horizon and where the offsets fall on it (cached:
+    every batch of one model has the same horizon; the arrays are read-only)."""
+    n = int(math.ceil(horizon / _INTEGRATION_STEP_S))
+    tau = np.linspace(0.0, horizon, n + 1)
+    tau_ns = np.round(tau * 1e9).astype(np.int64)
+    half_dt = (np.diff(tau) * 0.5)[None, :]  # (a + b) * 0.5 * dt, exactly: 0.5 is a power of two
+    pos = np.clip(np.asarray(offsets, np.float64) / horizon * n, 0, n)
+    lo = np.minimum(np.floor(pos).astype(np.int64), n - 1)
+    frac = (pos - lo)[None, :]
+    for a in (tau_ns, half_dt, lo, frac):
+        a.flags.writeable = False
+    return n, tau_ns, half_dt, lo, frac
+
+
+def _cumtrapz(values: np.ndarray, half_dt: np.ndarray) -> np.ndarray:
+    """Trapezoid running integral along axis 1, starting at 0 (P, n+1)."""
+    out = np.empty(values.shape)
+    out[:, 0] = 0.0
+    np.cumsum((values[:, 1:] + values[:, :-1]) * half_dt, axis=1, out=out[:, 1:])
+    return out
+
+
 def realized_path(t_hist_ns: np.ndarray, speed_mps: np.ndarray, yaw_rate_rps: np.ndarray,
                   t0_ns: np.ndarray, offsets_s: np.ndarray) -> np.ndarray:
     """The human's path after each ``t0`` (rows) at ``offsets_s`` (cols): shape (P, K, 2).
@@ -69,21 +94,15 @@ def realized_path(t_hist_ns: np.ndarray, speed_mps: np.ndarray, yaw_rate_rps: np
     Integrates speed and yaw rate (trapezoid, 10 ms steps) in the vehicle frame at t0.
     """
     horizon = float(offsets_s[-1])
-    n = int(math.ceil(horizon / _INTEGRATION_STEP_S))
-    tau = np.linspace(0.0, horizon, n + 1)
+    n, tau_ns, half_dt, lo, frac = _integration_grid(horizon, tuple(np.asarray(offsets_s, np.float64).tolist()))
     t0_ns = np.asarray(t0_ns, np.int64)
-    tq = t0_ns[:, None] + np.round(tau * 1e9).astype(np.int64)[None, :]
+    tq = t0_ns[:, None] + tau_ns[None, :]
     v = _at(t_hist_ns, speed_mps, tq)
     w = _at(t_hist_ns, yaw_rate_rps, tq)
-    dt = np.diff(tau)[None, :]
-    heading = np.concatenate([np.zeros((len(t0_ns), 1)), np.cumsum((w[:, 1:] + w[:, :-1]) * 0.5 * dt, axis=1)], axis=1)
-    vx, vy = v * np.cos(heading), v * np.sin(heading)
-    x = np.concatenate([np.zeros((len(t0_ns), 1)), np.cumsum((vx[:, 1:] + vx[:, :-1]) * 0.5 * dt, axis=1)], axis=1)
-    y = np.concatenate([np.zeros((len(t0_ns), 1)), np.cumsum((vy[:, 1:] + vy[:, :-1]) * 0.5 * dt, axis=1)], axis=1)
+    heading = _cumtrapz(w, half_dt)
+    x = _cumtrapz(v * np.cos(heading), half_dt)
+    y = _cumtrapz(v * np.sin(heading), half_dt)
     # sample the uniform tau grid at the offsets: linear between the two neighbouring columns
-    pos = np.clip(np.asarray(offsets_s, np.float64) / horizon * n, 0, n)
-    lo = np.minimum(np.floor(pos).astype(np.int64), n - 1)
-    frac = (pos - lo)[None, :]
     xs = x[:, lo] * (1 - frac) + x[:, lo + 1] * frac
     ys = y[:, lo] * (1 - frac) + y[:, lo + 1] * frac
     return np.stack([xs, ys], axis=-1)
@@ -107,14 +126,15 @@ def score_predictions(predictions: list[Prediction], t_hist_ns: np.ndarray, hist
     p_count = len(predictions)
     metrics = {name: np.full(p_count, np.nan) for name in METRIC_NAMES}
     norms = []
-    steer = np.array([p.controls.get("steer_angle_deg", np.full(len(offsets), np.nan)) for p in predictions], np.float64)
+    missing = np.full(len(offsets), np.nan)  # a prediction without this control
+    steer = np.array([p.controls.get("steer_angle_deg", missing) for p in predictions], np.float64)
     if "steer_angle_deg" in history and not np.isnan(steer).all():
         real = _at(t_hist_ns, history["steer_angle_deg"], tq)
         err = np.abs(steer - real).mean(axis=1)
         metrics["steer_err_deg"] = err
         metrics["steer_err_norm"] = err / steer_tolerance_deg(v_mean, cfg)
         norms.append(metrics["steer_err_norm"])
-    accel = np.array([p.controls.get("accel_long_mps2", np.full(len(offsets), np.nan)) for p in predictions], np.float64)
+    accel = np.array([p.controls.get("accel_long_mps2", missing) for p in predictions], np.float64)
     if "accel_long_mps2" in history and not np.isnan(accel).all():
         real = _at(t_hist_ns, history["accel_long_mps2"], tq)
         err = np.abs(accel - real).mean(axis=1)
@@ -124,7 +144,8 @@ def score_predictions(predictions: list[Prediction], t_hist_ns: np.ndarray, hist
     has_traj = [p.trajectory_xy_m is not None for p in predictions]
     if any(has_traj) and "yaw_rate_rps" in history and not np.isnan(history["yaw_rate_rps"]).all():
         real = realized_path(t_hist_ns, history["speed_mps"], history["yaw_rate_rps"], t0_ns, offsets)
-        pred = np.stack([p.trajectory_xy_m if p.trajectory_xy_m is not None else np.full((len(offsets), 2), np.nan)
+        no_traj = np.full((len(offsets), 2), np.nan)
+        pred = np.stack([p.trajectory_xy_m if p.trajectory_xy_m is not None else no_traj
                          for p in predictions]).astype(np.float64)
         d = np.linalg.norm(pred - real, axis=-1)
         metrics["ade_m"] = d.mean(axis=1)
@@ -139,9 +160,10 @@ def score_predictions(predictions: list[Prediction], t_hist_ns: np.ndarray, hist
         total = np.where(known, stacked ** 2, 0.0).sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             metrics["divergence"] = np.where(count > 0, np.sqrt(total / np.maximum(count, 1)), np.nan)
+    keys = (*metrics, "realized_speed_mps")
+    rows = zip(*(v.tolist() for v in metrics.values()), v_mean.tolist())  # Python floats, column-wise
     out = []
-    for i, p in enumerate(predictions):
-        m = {k: float(v[i]) for k, v in metrics.items()}
-        m["realized_speed_mps"] = float(v_mean[i])
+    for p, row in zip(predictions, rows):
+        m = dict(zip(keys, row))
         out.append(Divergence(t_ns=p.t_ns, score=m["divergence"], metrics=m))
     return out
