@@ -107,10 +107,11 @@ class ShadowCore:
         self.tick_ns = int(round(1e9 / tick_hz))
         self.scorer = scorer or ScorerConfig()
         self.max_wait_ns = int(max_wait_s * 1e9)
-        # predictions are scored in batches once the oldest has been due for score_batch_s,
-        # and their metrics become visible to triggers at t0 + horizon + score_batch_s: one
-        # scoring call per ~4 predictions instead of one each (rule 2)
-        self._batch_ns = int(score_batch_s * 1e9)
+        # predictions are scored in batches: those whose horizon ends in the same
+        # score_batch_s-wide bin of absolute time, once the bin has closed; their metrics
+        # become visible to triggers at t0 + horizon + score_batch_s (after the bin closed).
+        # One scoring call per ~4 predictions instead of one each (rule 2).
+        self._batch_ns = max(1, int(score_batch_s * 1e9))
         self._buffers: dict[str, _Buffer] = {}
         self._counters = {"frames_in": 0, "frames_out_of_order": 0, "requests": 0, "windows_incomplete": 0,
                           "predictions": 0, "predictions_missing": 0, "predictions_late": 0,
@@ -236,8 +237,14 @@ class ShadowCore:
             return self._next_tick
         due = [t for t in (self._next_req if self.contract is not None else None,) if t is not None]
         if self._to_score:
-            due.append(self._score_due_ns + self._batch_ns)
+            due.append(self._bin_end(self._score_due_ns))
         return min(due) if due else None
+
+    def _bin_end(self, t_ns: int) -> int:
+        """End of the scoring bin holding horizon end ``t_ns``. Bins are ``score_batch_s`` wide
+        and aligned to absolute time, so which predictions a scoring pass takes depends only on
+        how far the clock has come, never on how the input was chunked."""
+        return (t_ns // self._batch_ns + 1) * self._batch_ns
 
     def _ready_until(self, topics) -> int | None:
         ends = []
@@ -279,18 +286,20 @@ class ShadowCore:
         return out
 
     def _score(self, now_ns: int) -> list[Divergence]:
-        if not self._to_score or self._score_due_ns + self._batch_ns > now_ns:
+        if not self._to_score or self._bin_end(self._score_due_ns) > now_ns:
             return []
         veh = self._buffers.get("vehicle")
         if veh is None or veh.last_t is None:
             return []
         limit = min(veh.last_t, now_ns)
-        if self._score_due_ns + self._batch_ns > limit:
+        if self._bin_end(self._score_due_ns) > limit:
             return []
-        due = [p for p in self._to_score if p.t_ns + self._horizon_ns <= limit]
+        # every prediction whose horizon ends in a bin that closed by ``limit`` (batch_ns > 0)
+        cut = (limit // self._batch_ns) * self._batch_ns
+        due = [p for p in self._to_score if p.t_ns + self._horizon_ns < cut]
         if not due:
             return []
-        self._to_score = [p for p in self._to_score if p.t_ns + self._horizon_ns > limit]
+        self._to_score = [p for p in self._to_score if p.t_ns + self._horizon_ns >= cut]
         self._score_due_ns = min((p.t_ns for p in self._to_score), default=_FAR) + self._horizon_ns
         due.sort(key=lambda p: p.t_ns)
         fr = veh.frames
