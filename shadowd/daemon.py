@@ -113,7 +113,8 @@ class Service:
         self._reopened: dict[str, int] = {}  # topic -> times its ring was reopened (recreated)
         self._swapped: queue.Queue[_ActiveConfig] = queue.Queue()  # swapped in, to persist
         self.counters: dict[str, int] = {"clips_lost_queue_full": 0, "spool_errors": 0, "clips_spooled": 0,
-                                         "config_swaps": 0, "rollbacks": 0, "frames_late": 0}
+                                         "config_swaps": 0, "rollbacks": 0, "frames_late": 0,
+                                         "pipeline_wakeups": 0}
         self._frames: dict[str, int] = {}
         self._rates_hz: dict[str, float] = {}
         self._last_error: dict[str, str] = {}
@@ -312,6 +313,8 @@ class Service:
         for name, st in self.stages.items():
             if name not in ("pipeline", "spool"):
                 st.stop()
+        while not self._swapped.empty():  # swapped in just before the stop: still record it
+            self._after_swap(self._swapped.get(), restart_uploader=False)
         if self._mqtt is not None:
             self._mqtt.stop()
         if self.uploader is not None:
@@ -406,9 +409,10 @@ class Service:
         frame stamped at or after ``core.next_due_ns() + lateness`` exists, and vehicle frames
         come every ``period`` after the last one. So the loop sleeps until the first such
         frame is expected (a few 100 µs early), then blocks on the vehicle ring, then drains
-        every ring in batches. Frames stamped ahead of the clock (accelerated playback) or a
-        missing vehicle ring fall back to waiting on the ring (``_WAIT_S`` at most), so
-        swaps, flushes and the drain are served within that bound.
+        every ring in batches. The expected arrival is frame time plus the offset at which the
+        last vehicle frame arrived (producers stamp and write with some skew). No sleep is
+        longer than ``_WAIT_S``, so swaps, flushes and the drain are served within that bound
+        (and playback far faster than real time is drained in bigger batches).
         """
         from .ring import RingHistory
 
@@ -422,6 +426,7 @@ class Service:
         now_ns = 0
         newest_ns = 0
         last_vehicle_ns: int | None = None
+        arrival_offset_ns = 0
         vehicle_period_ns = int(1e9 / max(1.0, self.platform.topic_rates_hz.get("vehicle", 100.0)))
         next_reopen = 0.0
         dropped_seen: dict[str, int] = dict(self._ring_drops)
@@ -460,12 +465,14 @@ class Service:
                     and not self._draining.is_set() and not self._flush.is_set()):
                 wanted = due + lateness_ns
                 expected = last_vehicle_ns + max(0, -(-(wanted - last_vehicle_ns) // vehicle_period_ns)) * vehicle_period_ns
-                delay_ns = min(expected - time.monotonic_ns() - _WAKE_EARLY_NS, int(_WAIT_S * 1e9))
-                if delay_ns > 100_000 and last_vehicle_ns <= time.monotonic_ns():
+                # frame time -> this clock: frames arrive `arrival_offset` after their stamp
+                delay_ns = min(expected + arrival_offset_ns - time.monotonic_ns() - _WAKE_EARLY_NS, int(_WAIT_S * 1e9))
+                if delay_ns > 100_000:
                     if stage.sleep(delay_ns / 1e9):
                         continue
             if not primary.poll():
                 primary.wait(_WAIT_S)
+            self.counters["pipeline_wakeups"] += 1
             got = 0
             watermark_ns = None  # the least newest frame of the rings that had frames this round
             for topic, reader in readers.items():
@@ -490,6 +497,7 @@ class Service:
                         newest_ns = max(newest_ns, topic_last_ns)
                         if topic == "vehicle":
                             last_vehicle_ns = topic_last_ns
+                            arrival_offset_ns = time.monotonic_ns() - last_vehicle_ns
                     self._frames[topic] = self._frames.get(topic, 0) + n
                     got += n
                     if n < len(buf):
@@ -529,6 +537,7 @@ class Service:
         more, so it is closed and the new segment opened from its oldest frame. A writer that
         stays dead on the same segment is reported (``writer_alive`` in status), not reopened.
         """
+        readers = dict(readers)
         for topic, reader in list(readers.items()):
             if topic in self._writers:
                 continue  # written in-process (CAN ingest): never replaced under us
@@ -541,7 +550,7 @@ class Service:
             log.warning("ring %s of topic %s was recreated by its producer; reopening it", reader.path, topic)
             self._reopened[topic] = self._reopened.get(topic, 0) + 1
             self._readers.pop(topic, None)
-            readers.pop(topic)
+            readers.pop(topic, None)
             reader.close()
         expected = set(self.settings.rings) | set(self._writers)
         if len(readers) < max(1, len(expected)):
@@ -554,25 +563,27 @@ class Service:
         return swap
 
     def _spool_body(self, stage: Stage) -> None:
+        """Move sealed clips into the spool in order. A clip stays in ``_spool_retry`` until it
+        is durable: a full disk keeps it (retried every second) and a crash of this stage
+        loses nothing (the restarted stage takes it up again)."""
         while True:
-            if self._spool_retry:
-                spec, data = self._spool_retry[0]
-                if self._put(spec, data):
-                    self._spool_retry.popleft()
-                    stage.progress()
+            if not self._spool_retry:
+                try:
+                    item = self._clips.get(timeout=0.2)
+                except queue.Empty:
+                    if stage.stopping or self._clips_done.is_set():
+                        return
                     continue
-                if stage.sleep(1.0):
-                    return
+                self._spool_retry.append(item)
+            spec, data = self._spool_retry[0]
+            if self._put(spec, data):
+                self._spool_retry.popleft()
+                stage.progress()
                 continue
-            try:
-                spec, data = self._clips.get(timeout=0.2)
-            except queue.Empty:
-                if stage.stopping or (self._clips_done.is_set() and not self._spool_retry):
-                    return
-                continue
-            if not self._put(spec, data):
-                self._spool_retry.append((spec, data))
-            stage.progress()
+            if self._clips_done.is_set() or stage.sleep(1.0):  # shutting down: no more retries
+                log.error("stopping with %d clips not spooled (spool errors: %s)", len(self._spool_retry) + self._clips.qsize(),
+                          self._last_error.get("spool", "?"))
+                return
 
     def _put(self, spec, data: bytes) -> bool:
         try:
@@ -614,14 +625,17 @@ class Service:
                 self._offer_bundle(data, source)
             stage.progress()
 
-    def _after_swap(self, swap: _ActiveConfig) -> None:
+    def _after_swap(self, swap: _ActiveConfig, *, restart_uploader: bool = True) -> None:
+        """Record a swapped-in config as active (fsync: off the pipeline thread), then run the
+        uploader with its upload section."""
         if swap.prepared is not None:
             try:
                 self.config_manager.activated(swap.prepared)
             except BundleError as err:
                 # a newer version overtook this candidate while it was prepared; it swaps in next
                 log.warning("config v%d not recorded as active: %s", swap.version, err)
-        self._start_uploader(swap.upload)
+        if restart_uploader:
+            self._start_uploader(swap.upload)
 
     def _can_body(self, src):
         def body(stage: Stage) -> None:
@@ -667,8 +681,7 @@ class Service:
                         "vehicle_id": self.settings.vehicle_id,
                         "uptime_s": round(time.monotonic() - self.started_mono, 1),
                         "draining": self._draining.is_set()},
-            "config": {"active_version": self.active.version, "source": self.active.source,
-                       **_safe(self.config_manager.status)},
+            "config": self._config_status(),
             "ingest": {
                 "rate_hz": {"__label__": "topic", **self._rates_hz},
                 "frames": {"__label__": "topic", **self._frames},
@@ -682,13 +695,23 @@ class Service:
                       "latency_ms": _quantiles(_safe(model.latency_percentiles)),
                       **{k: v for k, v in stats.items()
                          if isinstance(v, (int, float)) and k not in _LATENCY_KEYS}},
-            "pipeline": _jsonable(session.stats()) if session is not None else {},
+            "pipeline": {"wakeups": self.counters["pipeline_wakeups"],
+                         **(_jsonable(session.stats()) if session is not None else {})},
             "spool": _jsonable(_safe(self.spool.stats)),
             "upload": _jsonable(_safe(self.uploader.metrics)) if self.uploader is not None else {"enabled": False},
-            "clips": {k: v for k, v in self.counters.items()},
+            "clips": {**{k: v for k, v in self.counters.items() if k not in ("pipeline_wakeups", "frames_late")},
+                      "held_for_spool": len(self._spool_retry), "queued_for_spool": self._clips.qsize()},
             "stages": {name: st.status() for name, st in self.stages.items()},
             "cpu_s": _safe(_thread_cpu_s),
         }
+
+    def _config_status(self) -> dict:
+        """What runs (``active_version``, ``source``: factory / incoming / mqtt / rollback /
+        bundle) over the manager's persisted view (``stored_active_version``, refusals, ...)."""
+        manager = _safe(self.config_manager.status)
+        if "active_version" in manager:
+            manager["stored_active_version"] = manager.pop("active_version")
+        return {**manager, "active_version": self.active.version, "source": self.active.source}
 
     def _metrics_text(self) -> str:
         from .core.metrics import to_prometheus

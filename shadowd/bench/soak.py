@@ -62,11 +62,11 @@ def ring_names(tag: str, topics=ALL_TOPICS) -> dict[str, str]:
 
 
 def write_settings(work: Path, tag: str, *, topics=ALL_TOPICS, upload: dict | None = None,
-                   mqtt: dict | None = None, extra: str = "") -> Path:
+                   mqtt: dict | None = None, shutdown_grace_s: float = 5.0, extra: str = "") -> Path:
     """A settings TOML for one service instance under ``work`` (state, keys, socket, rings)."""
     lines = [f'vehicle_id = "veh-{tag}"', 'fleet = "bench"', f'state_dir = "{work / "state"}"',
              f'trust_dir = "{work / "keys"}"', f'control_socket = "{work / "run" / "control.sock"}"',
-             "shutdown_grace_s = 5.0", extra, "[rings]"]
+             f"shutdown_grace_s = {shutdown_grace_s}", extra, "[rings]"]
     lines += [f'{t} = "{n}"' for t, n in ring_names(tag, topics).items()]
     for section, table in (("upload", upload), ("mqtt", mqtt)):
         if table:
@@ -168,7 +168,9 @@ class ServiceProcess:
         return stop_process(self.proc, timeout_s)
 
     def __enter__(self) -> "ServiceProcess":
-        return self.start()
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()  # (re)start unless already running
+        return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
@@ -274,6 +276,7 @@ def run_realtime(work: Path, *, seconds: float, warmup_s: float = 5.0, tag: str 
         return {k: v for k, v in st.get("cpu_s", {}).items() if k != "__label__"}
 
     t0, t1 = thread_cpu(s0), thread_cpu(s1)
+    t1.pop("process", None)
     per_thread = {k: round(100 * (t1[k] - t0.get(k, 0.0)) / wall, 3) for k in t1}
     total = 100 * (c1 - c0) / wall
     model = per_thread.get("shadowd-model", 0.0)
