@@ -63,6 +63,27 @@ def _at(t_hist_ns: np.ndarray, values: np.ndarray, t_query_ns: np.ndarray) -> np
     return sample(t_hist_ns, values, t_query_ns, "linear")
 
 
+def _at_grid(t_hist_ns: np.ndarray, values: np.ndarray, t0_ns: np.ndarray, offsets_ns: np.ndarray) -> np.ndarray:
+    """``_at`` at ``t0_ns[:, None] + offsets_ns[None, :]`` (P, K), each distinct time once.
+
+    Predictions come on a request grid and offsets on a step grid, so the P*K query times of a
+    batch are mostly the same few hundred instants: interpolate on the common integer grid
+    that holds them all, then gather. The queries are the same integers, so the result is
+    bit-identical to interpolating every (row, column) query.
+    """
+    rel_t0 = t0_ns - t0_ns.min()
+    rel_off = offsets_ns - offsets_ns.min()
+    step = int(np.gcd.reduce(np.concatenate([rel_t0, rel_off])))
+    if step <= 0:
+        return _at(t_hist_ns, values, t0_ns[:, None] + offsets_ns[None, :])
+    span = int(rel_t0.max() + rel_off.max()) // step + 1
+    if span >= rel_t0.size * rel_off.size:
+        return _at(t_hist_ns, values, t0_ns[:, None] + offsets_ns[None, :])
+    grid = int(t0_ns.min() + offsets_ns.min()) + step * np.arange(span, dtype=np.int64)
+    on_grid = _at(t_hist_ns, values, grid)
+    return on_grid[(rel_t0 // step)[:, None] + (rel_off // step)[None, :]]
+
+
 @lru_cache(maxsize=16)
 def _integration_grid(horizon: float, offsets: tuple[float, ...]):
     """The uniform integration grid of a horizon and where the offsets fall on it (cached:
@@ -96,9 +117,8 @@ def realized_path(t_hist_ns: np.ndarray, speed_mps: np.ndarray, yaw_rate_rps: np
     horizon = float(offsets_s[-1])
     n, tau_ns, half_dt, lo, frac = _integration_grid(horizon, tuple(np.asarray(offsets_s, np.float64).tolist()))
     t0_ns = np.asarray(t0_ns, np.int64)
-    tq = t0_ns[:, None] + tau_ns[None, :]
-    v = _at(t_hist_ns, speed_mps, tq)
-    w = _at(t_hist_ns, yaw_rate_rps, tq)
+    v = _at_grid(t_hist_ns, speed_mps, t0_ns, tau_ns)
+    w = _at_grid(t_hist_ns, yaw_rate_rps, t0_ns, tau_ns)
     heading = _cumtrapz(w, half_dt)
     x = _cumtrapz(v * np.cos(heading), half_dt)
     y = _cumtrapz(v * np.sin(heading), half_dt)
@@ -120,8 +140,8 @@ def score_predictions(predictions: list[Prediction], t_hist_ns: np.ndarray, hist
         return []
     offsets = np.asarray(predictions[0].horizon_s, np.float64)
     t0_ns = np.array([p.t_ns for p in predictions], np.int64)
-    tq = t0_ns[:, None] + np.round(offsets * 1e9).astype(np.int64)[None, :]
-    speed = _at(t_hist_ns, history["speed_mps"], tq)
+    offsets_ns = np.round(offsets * 1e9).astype(np.int64)
+    speed = _at_grid(t_hist_ns, history["speed_mps"], t0_ns, offsets_ns)
     v_mean = speed.mean(axis=1)
     p_count = len(predictions)
     metrics = {name: np.full(p_count, np.nan) for name in METRIC_NAMES}
@@ -129,14 +149,14 @@ def score_predictions(predictions: list[Prediction], t_hist_ns: np.ndarray, hist
     missing = np.full(len(offsets), np.nan)  # a prediction without this control
     steer = np.array([p.controls.get("steer_angle_deg", missing) for p in predictions], np.float64)
     if "steer_angle_deg" in history and not np.isnan(steer).all():
-        real = _at(t_hist_ns, history["steer_angle_deg"], tq)
+        real = _at_grid(t_hist_ns, history["steer_angle_deg"], t0_ns, offsets_ns)
         err = np.abs(steer - real).mean(axis=1)
         metrics["steer_err_deg"] = err
         metrics["steer_err_norm"] = err / steer_tolerance_deg(v_mean, cfg)
         norms.append(metrics["steer_err_norm"])
     accel = np.array([p.controls.get("accel_long_mps2", missing) for p in predictions], np.float64)
     if "accel_long_mps2" in history and not np.isnan(accel).all():
-        real = _at(t_hist_ns, history["accel_long_mps2"], tq)
+        real = _at_grid(t_hist_ns, history["accel_long_mps2"], t0_ns, offsets_ns)
         err = np.abs(accel - real).mean(axis=1)
         metrics["accel_err_mps2"] = err
         metrics["accel_err_norm"] = err / cfg.accel_tol_mps2
