@@ -46,6 +46,7 @@ from .platforms import dbc_path
 log = logging.getLogger(__name__)
 
 UNKNOWN_BUS = 255
+_STD_IDS = 2048  # 11-bit CAN ids: the decode index is a table lookup when every decoded id is one
 _FLAG_EXTENDED, _FLAG_FD, _FLAG_ERROR = 1, 2, 4
 
 
@@ -161,6 +162,17 @@ class CanIngest:
             k = len(self._perc_ids)
             # per track: last update time, distance, lateral (canonical sign), rel speed, valid
             self._tracks = np.full((5, k), np.nan)
+        wanted = {(b << 32) | fid for b, fid in self._routes}
+        if self._perc is not None:
+            wanted |= {(self._perc_bus << 32) | fid for fid in self._perc_ids}
+        self._wanted_keys = np.array(sorted(wanted), np.int64)
+        self._id_lut = None
+        if all((k & 0xFFFFFFFF) < _STD_IDS for k in wanted) and len(wanted) < 2**15:
+            # (bus, id) -> index into _wanted_keys; ids past the standard range land in the
+            # last column, which holds -1
+            self._id_lut = np.full((256, _STD_IDS + 1), -1, np.int16)
+            for i, k in enumerate(self._wanted_keys.tolist()):
+                self._id_lut[k >> 32, k & 0xFFFFFFFF] = i
 
     # -- public streaming API --------------------------------------------------------------
     def feed(self, msg) -> dict[str, np.ndarray]:
@@ -234,10 +246,11 @@ class CanIngest:
             raw["data"][:, : data.shape[1]] = data[:, :CAN_DATA_BYTES]
             out[RAW_TOPIC] = raw
         self._count_unknown_ids(bus[~unknown_ch], can_id[~unknown_ch])
-        updates = self._decode_vehicle(t_ns, bus, can_id, dlc, data)
+        groups = self._index_rows(bus, can_id)
+        updates = self._decode_vehicle(t_ns, groups, dlc, data)
         out["vehicle"] = self._emit_vehicle(updates, self._newest_ns)
         if self._perc is not None:
-            out["perception"] = self._emit_perception(t_ns, bus, can_id, dlc, data, self._newest_ns)
+            out["perception"] = self._emit_perception(t_ns, groups, dlc, data, self._newest_ns)
         return out
 
     def flush(self) -> dict[str, np.ndarray]:
@@ -247,16 +260,13 @@ class CanIngest:
         end = self._newest_ns + 1
         out = {"vehicle": self._emit_vehicle({}, end)}
         if self._perc is not None:
-            empty = np.empty(0, np.int64)
-            out["perception"] = self._emit_perception(empty, empty.astype(np.uint8), empty.astype(np.uint32),
-                                                      empty.astype(np.uint8), np.zeros((0, 8), np.uint8), end)
+            out["perception"] = self._emit_perception(np.empty(0, np.int64), {}, np.empty(0, np.uint8),
+                                                      np.zeros((0, 8), np.uint8), end)
         return out
 
     # -- internals -------------------------------------------------------------------------
     def _count_gaps(self, t_ns, bus) -> None:
-        for b in np.unique(bus):
-            if b == UNKNOWN_BUS:
-                continue
+        for b in np.flatnonzero(np.bincount(bus, minlength=UNKNOWN_BUS + 1)[:UNKNOWN_BUS]):
             tb = t_ns[bus == b]
             last = self._bus_last_ns[b]
             if last is not None:
@@ -273,19 +283,39 @@ class CanIngest:
             if (k & 0xFFFFFFFF) not in self._dbcs[k >> 32].by_id:
                 self.stats.unknown_id += c
 
-    def _rows(self, bus, can_id, dlc, b, msg) -> np.ndarray:
-        sel = np.flatnonzero((bus == b) & (can_id == msg.frame_id))
-        if len(sel) == 0:
-            return sel
+    def _index_rows(self, bus, can_id) -> dict[int, np.ndarray]:
+        """Rows of each decoded message (``bus << 32 | frame id`` -> ascending row indices),
+        in one pass over the frames instead of one comparison pass per message."""
+        if len(bus) == 0:
+            return {}
+        if self._id_lut is not None:  # every decoded id is a standard one: a table lookup
+            which = self._id_lut[bus, np.minimum(can_id, _STD_IDS)]
+        else:
+            keys = self._wanted_keys
+            key = (bus.astype(np.int64) << 32) | can_id.astype(np.int64)
+            which = np.minimum(np.searchsorted(keys, key), len(keys) - 1).astype(np.int16)
+            which[keys[which] != key] = -1
+        rows = np.flatnonzero(which >= 0)
+        which = which[rows]
+        order = np.argsort(which, kind="stable")  # stable: rows stay ascending within a message
+        rows, which = rows[order], which[order]
+        bounds = np.searchsorted(which, np.arange(len(self._wanted_keys) + 1))
+        return {int(self._wanted_keys[i]): rows[bounds[i]:bounds[i + 1]]
+                for i in range(len(self._wanted_keys)) if bounds[i + 1] > bounds[i]}
+
+    def _rows(self, groups: dict[int, np.ndarray], dlc, b, msg) -> np.ndarray:
+        sel = groups.get((b << 32) | msg.frame_id)
+        if sel is None:
+            return np.empty(0, np.intp)
         short = dlc[sel] < msg.length
         long_ = dlc[sel] > msg.length
         self.stats.wrong_length += int(short.sum() + long_.sum())
         return sel[~short]
 
-    def _decode_vehicle(self, t_ns, bus, can_id, dlc, data) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def _decode_vehicle(self, t_ns, groups, dlc, data) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         updates = {}
         for (b, _fid), route in self._routes.items():
-            sel = self._rows(bus, can_id, dlc, b, route.msg)
+            sel = self._rows(groups, dlc, b, route.msg)
             if len(sel) == 0:
                 continue
             names = sorted({s for m in route.mappings for s in m.sources})
@@ -338,13 +368,13 @@ class CanIngest:
             if len(v):
                 self._state[name] = float(v[-1])
 
-    def _emit_perception(self, t_ns, bus, can_id, dlc, data, t_end_ns: int) -> np.ndarray:
+    def _emit_perception(self, t_ns, groups, dlc, data, t_end_ns: int) -> np.ndarray:
         p = self._perc
         k = len(self._perc_ids)
         per_track = []
         for i, fid in enumerate(self._perc_ids):
             msg = self._dbcs[self._perc_bus].by_id[fid]
-            sel = self._rows(bus, can_id, dlc, self._perc_bus, msg)
+            sel = self._rows(groups, dlc, self._perc_bus, msg)
             if len(sel) == 0:
                 per_track.append(None)
                 continue
