@@ -699,11 +699,19 @@ class Service:
                          **(_jsonable(session.stats()) if session is not None else {})},
             "spool": _jsonable(_safe(self.spool.stats)),
             "upload": _jsonable(_safe(self.uploader.metrics)) if self.uploader is not None else {"enabled": False},
+            "mqtt": self._mqtt_status(),
             "clips": {**{k: v for k, v in self.counters.items() if k not in ("pipeline_wakeups", "frames_late")},
                       "held_for_spool": len(self._spool_retry), "queued_for_spool": self._clips.qsize()},
             "stages": {name: st.status() for name, st in self.stages.items()},
             "cpu_s": _safe(_thread_cpu_s),
         }
+
+    def _mqtt_status(self) -> dict:
+        sub = self._mqtt
+        if sub is None:
+            return {"enabled": False}
+        return {"enabled": True, "connected": sub.connected.is_set(), "subscribed": sub.subscribed.is_set(),
+                "connects": sub.connects, "messages": sub.messages, "dropped": sub.dropped}
 
     def _config_status(self) -> dict:
         """What runs (``active_version``, ``source``: factory / incoming / mqtt / rollback /

@@ -12,6 +12,14 @@
    applied exactly once (the same bundle pushed again must come back ``unchanged``), and the
    frames that were late by more than a period (N processes share this machine's cores).
 
+3. real services (``--real-services N``, default 4): N real ``shadowd run`` processes, each fed
+   by its own ``shadowd produce`` process at real-time pace (the RAV4 drive, all four topics),
+   subscribed to one TLS mosquitto; one retained QoS-1 bundle pushed to the fleet topic. Reported:
+   time from the push until each service's ``shadowd status`` shows it as
+   ``config.active_version`` (p50 / max, polled every 50 ms), and that no service dropped or
+   late-dropped a frame across the swap (ring drops and ``frames_late`` unchanged; frames keep
+   flowing after it). ``--real-services 0`` skips this part; ``--only-real`` runs only it.
+
 This module also holds the loopback broker (``LocalBroker``; certificates from the uploader's
 ``bench/_nginx.make_pki``) that tests/fixtures/mosquitto.py wraps as a pytest fixture, so the
 bench and the tests start the broker the same way. The instance process is ``python -m shadowd.bench.fleet --instance ...``.
@@ -428,20 +436,105 @@ def run_fleet(work: Path, instances: int, *, timeout_s: float = 120.0, fleet: st
     }
 
 
+def run_real_services(work: Path, services: int, *, timeout_s: float = 120.0, fleet: str = "bench",
+                      settle_s: float = 2.0) -> dict:
+    """N real ``shadowd run`` + producer pairs on one broker; one retained fleet push; see part 3."""
+    from ..edges.bundle import generate_keypair, load_private_key, sha256_file, sign_bundle
+    from ..edges.model_runner import default_model_path
+    from ..edges.mqtt import fleet_topic, publish_bundle
+    from .soak import ServiceProcess, start_producer, stop_process, wait_for
+
+    def frame_counts(st: dict) -> dict:
+        ing = st["ingest"]
+        return {"vehicle": int(ing["frames"].get("vehicle", 0)), "late": int(ing["frames_late"]),
+                "dropped": sum(int(v) for k, v in ing["dropped"].items() if k != "__label__")}
+
+    keys = work / "fleet-keys"
+    priv, pub = generate_keypair(keys, "fleet")
+    model = default_model_path()
+    sha = sha256_file(model)
+    bundle = sign_bundle(bench_config(1, model, fleet=fleet), load_private_key(priv), "fleet")
+    broker = LocalBroker(work / "broker").start()
+    svcs: list[ServiceProcess] = []
+    prods: list[subprocess.Popen] = []
+    try:
+        mqtt = {"url": broker.url, "cafile": str(broker.pki.ca_cert)}
+        for i in range(services):
+            svc = ServiceProcess(work / f"service-{i}", f"{os.getpid()}r{i}", mqtt=mqtt)
+            (svc.work / "state" / "models").mkdir(parents=True)
+            shutil.copyfile(model, svc.work / "state" / "models" / f"{sha}.onnx")  # delivered earlier
+            shutil.copyfile(pub, svc.work / "keys" / "fleet.pub")
+            svcs.append(svc)
+        t_start = time.perf_counter()
+        for svc in svcs:
+            svc.start(timeout_s)
+            prods.append(start_producer(svc.tag, speed=1.0, loops=10, log_path=svc.work / "producer.log"))
+        for svc in svcs:
+            wait_for(lambda: (s := svc.status())["mqtt"]["subscribed"] and frame_counts(s)["vehicle"] > 100,
+                     timeout_s, f"service {svc.tag} subscribed and reading frames")
+        startup_s = time.perf_counter() - t_start
+        time.sleep(settle_s)
+        before = [frame_counts(svc.status()) for svc in svcs]
+        t0 = time.monotonic()
+        publish_bundle(broker.endpoint(), fleet_topic(fleet), bundle)
+        applied_s: dict[int, float] = {}
+        deadline = t0 + timeout_s
+        while len(applied_s) < len(svcs) and time.monotonic() < deadline:
+            for i, svc in enumerate(svcs):
+                if i not in applied_s and svc.status()["config"]["active_version"] == 1:
+                    applied_s[i] = time.monotonic() - t0
+            time.sleep(0.05)
+        if len(applied_s) < len(svcs):
+            raise TimeoutError(f"fleet bench: {len(svcs) - len(applied_s)} of {len(svcs)} services did not apply "
+                               f"the bundle within {timeout_s:.0f} s; logs under {work}")
+        time.sleep(settle_s)  # frames keep flowing after the swap
+        after_status = [svc.status() for svc in svcs]
+        after = [frame_counts(s) for s in after_status]
+    finally:
+        for prod in prods:
+            stop_process(prod)
+        exit_codes = [svc.stop() for svc in svcs]
+        broker.stop()
+    lat = sorted(applied_s.values())
+    return {
+        "services": services, "feed": "shadowd produce of the RAV4 drive at 1x per service (4 rings each)",
+        "startup_s": round(startup_s, 2),
+        "push_to_applied_s_p50": round(statistics.median(lat), 3), "push_to_applied_s_max": round(max(lat), 3),
+        "all_applied": len(applied_s) == services,
+        "sources": sorted({s["config"]["source"] for s in after_status}),
+        "ring_dropped_across_swap": sum(a["dropped"] - b["dropped"] for a, b in zip(after, before)),
+        "frames_late_across_swap": sum(a["late"] - b["late"] for a, b in zip(after, before)),
+        "vehicle_frames_across_swap_min": min(a["vehicle"] - b["vehicle"] for a, b in zip(after, before)),
+        "pipeline_restarts": sum(s["stages"]["pipeline"]["restarts"] for s in after_status),
+        "exit_codes": exit_codes,
+        "tracebacks_in_logs": sum(svc.log_text().count("Traceback") for svc in svcs),
+    }
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instances", type=int, default=20, help="vehicle processes on one broker (default 20)")
     parser.add_argument("--iterations", type=int, default=30, help="bundles applied in the latency part")
+    parser.add_argument("--real-services", type=int, default=4,
+                        help="real `shadowd run` processes with producers on the broker (default 4; 0 skips)")
+    parser.add_argument("--only-real", action="store_true", help="run only the real-services part")
     parser.add_argument("--timeout-s", type=float, default=180.0)
 
 
 def run(args: argparse.Namespace) -> dict:
+    real_n = int(getattr(args, "real_services", 4))
+    only_real = bool(getattr(args, "only_real", False))
+    out: dict = {"bench": "fleet"}
     with tempfile.TemporaryDirectory(prefix="shadowd-bench-fleet-") as tmp:
         work = Path(tmp)
-        (work / "apply").mkdir()
-        (work / "fleet").mkdir()
-        apply = measure_apply(work / "apply", args.iterations)
-        fleet = run_fleet(work / "fleet", args.instances, timeout_s=args.timeout_s)
-    return {"bench": "fleet", "apply": apply, "fleet": fleet}
+        if not only_real:
+            (work / "apply").mkdir()
+            (work / "fleet").mkdir()
+            out["apply"] = measure_apply(work / "apply", args.iterations)
+            out["fleet"] = run_fleet(work / "fleet", args.instances, timeout_s=args.timeout_s)
+        if real_n > 0:
+            (work / "real").mkdir()
+            out["real_services"] = run_real_services(work / "real", real_n, timeout_s=args.timeout_s)
+    return out
 
 
 # --- the instance process ------------------------------------------------------------------
