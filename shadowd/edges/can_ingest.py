@@ -167,6 +167,11 @@ class CanIngest:
             wanted |= {(self._perc_bus << 32) | fid for fid in self._perc_ids}
         self._wanted_keys = np.array(sorted(wanted), np.int64)
         self._id_lut = None
+        self._known_lut = None  # (bus, id) is in the bus's DBC, when every DBC id is a standard one
+        if all(i < _STD_IDS for d in self._dbcs for i in d.by_id):
+            self._known_lut = np.zeros((256, _STD_IDS + 1), np.bool_)
+            for bi, d in enumerate(self._dbcs):
+                self._known_lut[bi, list(d.by_id)] = True
         if all((k & 0xFFFFFFFF) < _STD_IDS for k in wanted) and len(wanted) < 2**15:
             # (bus, id) -> index into _wanted_keys; ids past the standard range land in the
             # last column, which holds -1
@@ -266,16 +271,24 @@ class CanIngest:
 
     # -- internals -------------------------------------------------------------------------
     def _count_gaps(self, t_ns, bus) -> None:
-        for b in np.flatnonzero(np.bincount(bus, minlength=UNKNOWN_BUS + 1)[:UNKNOWN_BUS]):
-            tb = t_ns[bus == b]
+        order = np.argsort(bus, kind="stable")  # frames of each bus together, in time order
+        counts = np.bincount(bus, minlength=UNKNOWN_BUS + 1)
+        ends = np.cumsum(counts)
+        t_by_bus = t_ns[order]
+        gap = np.diff(t_by_bus) > self.gap_ns
+        for b in np.flatnonzero(counts[:UNKNOWN_BUS]).tolist():
+            lo, hi = int(ends[b] - counts[b]), int(ends[b])
             last = self._bus_last_ns[b]
-            if last is not None:
-                tb = np.concatenate(([last], tb))
-            self.stats.gaps += int((np.diff(tb) > self.gap_ns).sum())
-            self._bus_last_ns[b] = int(tb[-1])
+            if last is not None and int(t_by_bus[lo]) - last > self.gap_ns:
+                self.stats.gaps += 1
+            self.stats.gaps += int(gap[lo:hi - 1].sum())
+            self._bus_last_ns[b] = int(t_by_bus[hi - 1])
 
     def _count_unknown_ids(self, bus, can_id) -> None:
         if len(bus) == 0:
+            return
+        if self._known_lut is not None:
+            self.stats.unknown_id += int(len(bus) - self._known_lut[bus, np.minimum(can_id, _STD_IDS)].sum())
             return
         key = bus.astype(np.int64) << 32 | can_id.astype(np.int64)
         uniq, counts = np.unique(key, return_counts=True)
