@@ -276,7 +276,7 @@ def _summarise(index, drive, session, events, clips, model, opts, run_s) -> dict
     t0 = drive.t0_ns
     divs = [e for e in events if isinstance(e, Divergence)]
     fired = [e for e in events if isinstance(e, TriggerFired)]
-    div_t = np.array([_rel_s(d.t_ns, t0) for d in divs], dtype=np.float64)
+    div_t = np.array([round((d.t_ns - t0) / NS, 6) for d in divs], dtype=np.float64)  # = _rel_s, inlined
     div_score = np.array([d.score for d in divs], dtype=np.float64)
     clip_rows, clip_bytes = [], []
     for i, (spec, data) in enumerate(clips):
@@ -321,23 +321,31 @@ def _control_traces(drive: Drive, session: Session, clips, t0: int) -> list[dict
     """Signal vs first-step prediction for each clip window, for the report plots."""
     out = []
     vehicle = drive.topics.get("vehicle")
+    vehicle_names = (vehicle.dtype.names or ()) if vehicle is not None else ()
     for spec, _ in clips:
         preds = session.predictions_between(spec.t0_ns, spec.t1_ns)
         entry: dict[str, Any] = {"t0_s": _rel_s(spec.t0_ns, t0), "signals": {}}
         names = sorted({n for p in preds for n in p.controls})
+        pred_t = [_rel_s(p.t_ns, t0) + float(p.horizon_s[0]) for p in preds]
+        window = t_window = None
+        if vehicle is not None and any(n in vehicle_names for n in names):
+            lo = int(np.searchsorted(vehicle["t_ns"], spec.t0_ns, side="left"))
+            hi = int(np.searchsorted(vehicle["t_ns"], spec.t1_ns, side="right"))
+            window = vehicle[lo:hi]  # t0 <= t_ns <= t1: drive frames are time-sorted (inputs)
+            step = max(1, len(window) // 600)
+            window = window[::step]
+            t_window = [(int(x) - t0) / NS for x in window["t_ns"]]
         for name in names:
             pt, pv = [], []
-            for p in preds:
+            for p, t_s in zip(preds, pred_t):
                 v = p.controls.get(name)
                 if v is not None and len(v):
-                    pt.append(_rel_s(p.t_ns, t0) + float(p.horizon_s[0]))
+                    pt.append(t_s)
                     pv.append(float(v[0]))
             sig = {"pred_t_s": pt, "pred": pv}
-            if vehicle is not None and name in (vehicle.dtype.names or ()):
-                w = vehicle[(vehicle["t_ns"] >= spec.t0_ns) & (vehicle["t_ns"] <= spec.t1_ns)]
-                step = max(1, len(w) // 600)
-                sig["t_s"] = [(int(x) - t0) / NS for x in w["t_ns"][::step]]
-                sig["actual"] = [float(x) for x in w[name][::step]]
+            if window is not None and name in vehicle_names:
+                sig["t_s"] = list(t_window)
+                sig["actual"] = window[name].astype(np.float64).tolist()
             entry["signals"][name] = sig
         out.append(entry)
     return out
