@@ -5,11 +5,14 @@ restarted, never the whole service):
 
 - ``pipeline``: reads the topic rings (frames from producer processes and from ``can``),
   feeds the shared ``Session`` (the very loop replay runs), advances the pipeline clock to the
-  newest frame minus ``lateness_s``, and swaps configs between two frames. The model runs on
+  newest frame minus ``lateness_s``, and swaps configs between two frames. It sleeps until the
+  vehicle frame that completes the next trigger tick is due, then drains every ring in batches
+  (see ``_pipeline_body``), and reopens rings a restarted producer recreated. The model runs on
   the model runner's own worker thread (async executor: never blocks ingest).
 - ``can`` (one per ``[[can]]`` source): python-can bus → ``CanIngest`` (cantools) → rings.
 - ``spool``: writes sealed clips into the durable spool (fsync off the pipeline thread); a
-  full disk keeps the clip in memory (bounded), reports it and retries.
+  clip is held until it is durable: a full disk keeps it in memory (bounded), reports it and
+  retries; a crash of the stage loses nothing.
 - ``upload``: the uploader loop (gated, budgeted, resumable).
 - ``config``: probation ticks, the incoming directory, MQTT bundles, SIGHUP reloads.
 - control socket thread (``shadowd status | reload | flush``) and the main thread, which handles
@@ -19,6 +22,10 @@ restarted, never the whole service):
 Time: the pipeline runs on the frames' monotonic timestamps (CLOCK_MONOTONIC, shared by all
 processes on the SoC); wall-clock time is used only for config validity windows and upload
 budgets, so a wall-clock jump never disturbs the pipeline.
+
+Status (``status()``, the control socket's ``status``/``metrics``) is built from counters the
+stages own; fields are listed in docs/service.md, with the failure behaviour and benchmarks
+(``shadowd bench soak``, ``shadowd bench fleet --real-services``).
 """
 
 from __future__ import annotations
