@@ -136,8 +136,15 @@ def score_predictions(predictions: list[Prediction], t_hist_ns: np.ndarray, hist
     and, as the predictions need them, ``steer_angle_deg``, ``accel_long_mps2``,
     ``yaw_rate_rps``. The history must reach each prediction's ``t0 + horizon``.
     """
+    return score_predictions_columns(predictions, t_hist_ns, history, cfg)[0]
+
+
+def score_predictions_columns(predictions: list[Prediction], t_hist_ns: np.ndarray, history: dict[str, np.ndarray],
+                              cfg: ScorerConfig = ScorerConfig()) -> tuple[list[Divergence], dict[str, np.ndarray]]:
+    """``score_predictions`` plus each metric of ``METRIC_NAMES`` as a float64 column (row i =
+    prediction i, the very values of the Divergence metrics), for callers that keep columns."""
     if not predictions:
-        return []
+        return [], {name: np.empty(0) for name in METRIC_NAMES}
     offsets = np.asarray(predictions[0].horizon_s, np.float64)
     t0_ns = np.array([p.t_ns for p in predictions], np.int64)
     offsets_ns = np.round(offsets * 1e9).astype(np.int64)
@@ -186,4 +193,4 @@ def score_predictions(predictions: list[Prediction], t_hist_ns: np.ndarray, hist
     for p, row in zip(predictions, rows):
         m = dict(zip(keys, row))
         out.append(Divergence(t_ns=p.t_ns, score=m["divergence"], metrics=m))
-    return out
+    return out, metrics

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .align import sample
-from .divergence import METRIC_NAMES, ScorerConfig, score_predictions
+from .divergence import METRIC_NAMES, ScorerConfig, score_predictions_columns
 from .model_contract import ModelContract
 from .signals import RAW_TOPIC, SIGNALS, TOPICS, frame_dtype
 from .types import Divergence, Prediction, TriggerFired
@@ -315,15 +315,17 @@ class ShadowCore:
         hi = int(np.searchsorted(t, due[-1].t_ns + self._horizon_ns, side="left")) + 1
         fr = fr[lo:hi]
         hist = {s: fr[s].astype(np.float64) for s in _SCORING_SIGNALS if s in fr.dtype.names}
-        out = score_predictions(due, fr["t_ns"], hist, self.scorer)
+        out, columns = score_predictions_columns(due, fr["t_ns"], hist, self.scorer)
         self._counters["divergences"] += len(out)
-        vis = np.array([d.t_ns + self._horizon_ns + self._batch_ns for d in out], np.int64)
+        vis = np.array([d.t_ns for d in out], np.int64) + (self._horizon_ns + self._batch_ns)
+        in_order = len(self._metric_t) == 0 or vis[0] >= self._metric_t[-1]  # the usual case: append
         self._metric_t = np.concatenate([self._metric_t, vis])
-        order = np.argsort(self._metric_t, kind="stable")
-        self._metric_t = self._metric_t[order]
+        order = None if in_order else np.argsort(self._metric_t, kind="stable")
+        if order is not None:
+            self._metric_t = self._metric_t[order]
         for m in METRIC_NAMES:
-            new = np.array([d.metrics.get(m, np.nan) for d in out])
-            self._metric_v[m] = np.concatenate([self._metric_v[m], new])[order]
+            merged = np.concatenate([self._metric_v[m], columns[m]])
+            self._metric_v[m] = merged if order is None else merged[order]
         return out
 
     def _triggers(self, now_ns: int) -> list[TriggerFired]:

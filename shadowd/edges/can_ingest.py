@@ -623,8 +623,9 @@ def _read_candump_native(text: bytes) -> RawLog | None:
     remap = np.empty(len(names), np.uint16)
     remap[order] = np.arange(len(names), dtype=np.uint16)
     width = max(1, int(info.max_dlc))
-    return RawLog(t_ns[:rows].copy(), remap[chan[:rows]], [names[i].decode() for i in order],
-                  can_id[:rows].copy(), dlc[:rows].copy(), flags[:rows].copy(),
+    # views of the columns: the pages past ``rows`` were never touched, so they cost no memory
+    return RawLog(t_ns[:rows], remap[chan[:rows]], [names[i].decode() for i in order],
+                  can_id[:rows], dlc[:rows], flags[:rows],
                   np.ascontiguousarray(data[:rows, :width]), int(info.malformed_lines))
 
 
