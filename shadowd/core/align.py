@@ -1,7 +1,7 @@
 """Alignment: resample a signal's samples onto query times (zero-order hold or linear).
 
 Pure numpy. Used by ShadowCore to build model windows and trigger columns from topics of
-different rates. Rules: a query before the first sample is unknown (NaN); ``zoh`` holds the
+different rates, and by the divergence scorer (``sample_lattice``: many windows at once). Rules: a query before the first sample is unknown (NaN); ``zoh`` holds the
 latest sample at or before the query; ``linear`` interpolates between the samples around the
 query and is NaN after the last sample (the future is not known yet).
 """
@@ -35,3 +35,28 @@ def sample(t_ns: np.ndarray, values: np.ndarray, t_query_ns: np.ndarray, interp:
     base = t_ns[0]
     return np.interp((q - base).astype(np.float64), (np.asarray(t_ns) - base).astype(np.float64), vals,
                      left=np.nan, right=np.nan)
+
+
+def sample_lattice(t_ns: np.ndarray, values: np.ndarray, t0_ns: np.ndarray, offsets_ns: np.ndarray,
+                   interp: str) -> np.ndarray:
+    """``sample`` at ``t0_ns[:, None] + offsets_ns[None, :]`` (shape (P, K)), each distinct
+    instant computed once.
+
+    Model windows and scoring horizons put P rows of K offsets on one time lattice (requests
+    every 50 ms, offsets on a 10-50 ms step), so the P*K query times are mostly the same few
+    instants: sample the common integer lattice holding them all, then gather. The queries
+    are the same integers, so the result is bit-identical to ``sample`` on the full grid.
+    """
+    t0_ns = np.asarray(t0_ns, np.int64)
+    offsets_ns = np.asarray(offsets_ns, np.int64)
+    if t0_ns.size == 0 or offsets_ns.size == 0:
+        return sample(t_ns, values, t0_ns[:, None] + offsets_ns[None, :], interp)
+    rel_t0 = t0_ns - t0_ns.min()
+    rel_off = offsets_ns - offsets_ns.min()
+    step = int(np.gcd.reduce(np.concatenate([rel_t0, rel_off])))
+    span = (int(rel_t0.max() + rel_off.max()) // step + 1) if step > 0 else 0
+    if step <= 0 or span >= rel_t0.size * rel_off.size:
+        return sample(t_ns, values, t0_ns[:, None] + offsets_ns[None, :], interp)
+    lattice = int(t0_ns.min() + offsets_ns.min()) + step * np.arange(span, dtype=np.int64)
+    return sample(t_ns, values, lattice, interp)[(rel_t0 // step)[:, None] + (rel_off // step)[None, :]]
+

@@ -29,7 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .align import sample
+from .align import sample, sample_lattice
 from .types import Divergence, Prediction
 
 METRIC_NAMES = ("divergence", "steer_err_deg", "steer_err_norm", "accel_err_mps2",
@@ -64,24 +64,9 @@ def _at(t_hist_ns: np.ndarray, values: np.ndarray, t_query_ns: np.ndarray) -> np
 
 
 def _at_grid(t_hist_ns: np.ndarray, values: np.ndarray, t0_ns: np.ndarray, offsets_ns: np.ndarray) -> np.ndarray:
-    """``_at`` at ``t0_ns[:, None] + offsets_ns[None, :]`` (P, K), each distinct time once.
-
-    Predictions come on a request grid and offsets on a step grid, so the P*K query times of a
-    batch are mostly the same few hundred instants: interpolate on the common integer grid
-    that holds them all, then gather. The queries are the same integers, so the result is
-    bit-identical to interpolating every (row, column) query.
-    """
-    rel_t0 = t0_ns - t0_ns.min()
-    rel_off = offsets_ns - offsets_ns.min()
-    step = int(np.gcd.reduce(np.concatenate([rel_t0, rel_off])))
-    if step <= 0:
-        return _at(t_hist_ns, values, t0_ns[:, None] + offsets_ns[None, :])
-    span = int(rel_t0.max() + rel_off.max()) // step + 1
-    if span >= rel_t0.size * rel_off.size:
-        return _at(t_hist_ns, values, t0_ns[:, None] + offsets_ns[None, :])
-    grid = int(t0_ns.min() + offsets_ns.min()) + step * np.arange(span, dtype=np.int64)
-    on_grid = _at(t_hist_ns, values, grid)
-    return on_grid[(rel_t0 // step)[:, None] + (rel_off // step)[None, :]]
+    """``_at`` at ``t0_ns[:, None] + offsets_ns[None, :]`` (P, K), each distinct instant once
+    (bit-identical, see ``align.sample_lattice``)."""
+    return sample_lattice(t_hist_ns, values, t0_ns, offsets_ns, "linear")
 
 
 @lru_cache(maxsize=16)

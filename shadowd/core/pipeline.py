@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .align import sample
+from .align import sample_lattice
 from .divergence import METRIC_NAMES, ScorerConfig, score_predictions_columns
 from .model_contract import ModelContract
 from .signals import RAW_TOPIC, SIGNALS, TOPICS, frame_dtype
@@ -267,13 +267,12 @@ class ShadowCore:
             return []
         ticks = np.arange(self._next_req, end + 1, self._req_ns, dtype=np.int64)
         self._next_req = int(ticks[-1]) + self._req_ns
-        grid = ticks[:, None] + self._offsets_ns[None, :]
         c = self.contract
         win = np.empty((len(ticks), len(self._offsets_ns), len(c.signals)), np.float32)
         for j, s in enumerate(c.signals):
             topic = SIGNALS[s][0].name
             fr = self._buffers[topic].frames
-            win[:, :, j] = sample(fr["t_ns"], fr[s], grid, c.interp[s])
+            win[:, :, j] = sample_lattice(fr["t_ns"], fr[s], ticks, self._offsets_ns, c.interp[s])
         ok = ~np.isnan(win).any(axis=(1, 2))
         self._counters["windows_incomplete"] += int((~ok).sum())
         out = []
