@@ -382,13 +382,29 @@ class Session:
         return True
 
     def _submit(self, done: Iterable[tuple[Any, Prediction | None]]) -> None:
+        # per prediction: the work of _new("prediction", t) with the lookups hoisted (replay
+        # hands back ~20 predictions per second of driving)
+        replayed_ns = self._replayed_until_ns["prediction"]
+        seen_ns = self._seen_ns["prediction"]
+        add, submit = self._predictions.add, self.core.submit
+        missing = repeated = new = 0
         for request, pred in done:
             if pred is None:
-                self.counters["predictions_missing"] += 1  # failed, shed or superseded
-            elif self._new("prediction", int(pred.t_ns)):
-                self.counters["predictions"] += 1
-                self._predictions.add(int(pred.t_ns), pred)
-            self.core.submit(request, pred)
+                missing += 1  # failed, shed or superseded
+            else:
+                t_ns = int(pred.t_ns)
+                if t_ns <= replayed_ns:
+                    repeated += 1
+                else:
+                    seen_ns = max(seen_ns, t_ns)
+                    new += 1
+                    add(t_ns, pred)
+            submit(request, pred)
+        self._seen_ns["prediction"] = seen_ns
+        for key, n in (("predictions_missing", missing), ("swap_repeated_predictions", repeated),
+                       ("predictions", new)):
+            if n:
+                self.counters[key] += n
 
     def _step(self, now_ns: int, events: list[Any], done=()) -> list[Any]:
         self._submit(done)
