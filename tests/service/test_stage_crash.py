@@ -61,3 +61,7 @@ def test_crashing_stages_are_restarted_alone_and_the_clip_in_hand_still_lands(tm
     assert stages["config"]["restarts"] == 0 and stages["config"]["alive"]
     assert status["clips"]["clips_lost_queue_full"] == 0 and status["clips"]["held_for_spool"] == 0
     assert status["ingest"]["frames"]["vehicle"] > 500
+    # model latency is one quantile map (Prometheus-style), not repeated as p50_ms/... keys
+    latency = status["model"]["latency_ms"]
+    assert set(latency) == {"__label__", "0.5", "0.9", "0.99"} and latency["0.5"] > 0
+    assert not any(k.endswith("_ms") for k in status["model"] if k != "latency_ms")
