@@ -139,8 +139,11 @@ static int parse_line(const uint8_t *s, const uint8_t *e, struct line *out, uint
 	}
 	/* payload: [hex .]* then ws* to the end */
 	const uint8_t *p0 = s;
-	while (s < e && (char_class[*s] & (C_HEX | C_DOT)))
+	int dots = 0;
+	while (s < e && (char_class[*s] & (C_HEX | C_DOT))) {
+		dots |= *s == '.';
 		s++;
+	}
 	const uint8_t *p1 = s;
 	while (s < e && is_ws(*s))
 		s++;
@@ -150,6 +153,15 @@ static int parse_line(const uint8_t *s, const uint8_t *e, struct line *out, uint
 		p0++; /* the CAN-FD flags nibble is not data */
 	memset(data, 0, stride);
 	size_t nhex = 0;
+	if (!dots) { /* the usual payload: hex pairs, two digits a byte */
+		nhex = (size_t)(p1 - p0);
+		if (nhex % 2 || nhex > 2 * SHADOWD_CANDUMP_DATA_BYTES)
+			return LINE_BAD;
+		size_t n = nhex / 2 < stride ? nhex / 2 : stride;
+		for (size_t i = 0; i < n; i++)
+			data[i] = (uint8_t)(hex_nibble[p0[2 * i]] << 4 | hex_nibble[p0[2 * i + 1]]);
+		p0 = p1; /* nothing left for the general loop */
+	}
 	for (const uint8_t *q = p0; q < p1; q++) {
 		if (*q == '.')
 			continue;
@@ -171,9 +183,19 @@ static int parse_line(const uint8_t *s, const uint8_t *e, struct line *out, uint
 }
 
 /* Index of the channel name in info's table, adding it when new; -E2BIG when it cannot. */
+static inline int same_name(const char *known, const uint8_t *name, size_t len)
+{
+	for (size_t i = 0; i < len; i++) /* names are a few bytes: cheaper than a memcmp call */
+		if ((uint8_t)known[i] != name[i])
+			return 0;
+	return 1;
+}
+
 static int channel_index(struct shadowd_candump_info *info, const uint8_t *name, size_t len, int *last)
 {
-	if (*last >= 0 && info->channel_len[*last] == len && memcmp(info->channel[*last], name, len) == 0)
+	while (len > 0 && name[len - 1] == '\0')
+		len--; /* trailing NULs are not part of a name (as numpy's bytes arrays hold names) */
+	if (*last >= 0 && info->channel_len[*last] == len && same_name(info->channel[*last], name, len))
 		return *last;
 	for (uint32_t i = 0; i < info->n_channels; i++) {
 		if (info->channel_len[i] == len && memcmp(info->channel[i], name, len) == 0)

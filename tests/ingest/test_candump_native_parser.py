@@ -4,10 +4,11 @@ and through ``read_can_log``; a log it cannot take (too many channels) still rea
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import shadowd
@@ -75,6 +76,8 @@ def test_generated_logs_parse_identically(lines, newline, blank_lines):
     if blank_lines:
         lines = [x for line in lines for x in (line, "   ")]
     text = newline.join(lines).encode()
+    # past int64 nanoseconds the reference wraps and the C parser refuses the line (candump.h)
+    assume(all(int(sec) < 9 * 10**9 for sec in re.findall(rb"\((\d+)\.", text)))
     assert_same(_read_candump_native(text), _read_candump_py(text))
 
 

@@ -12,7 +12,8 @@
  * bytes, or a timestamp that does not fit int64 nanoseconds, makes a line malformed.
  *
  * Outputs, row i = i-th accepted line: t_ns (seconds * 1e9 + the first 9 fraction digits),
- * channel (index into info->channel, in order of first appearance), can_id, dlc (payload
+ * channel (index into info->channel, in order of first appearance; trailing NUL bytes of a
+ * name are dropped, as the reference parser's numpy bytes arrays drop them), can_id, dlc (payload
  * bytes), flags (1 = extended id, i.e. more than 3 id digits; 2 = CAN-FD), data (data_stride
  * bytes per row, 1..64, zero past dlc; 8 holds classic CAN, 64 any frame). The caller sizes
  * the columns for max_rows rows; the shortest line takes 11 bytes with its terminator, so
