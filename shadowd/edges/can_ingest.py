@@ -299,14 +299,14 @@ class CanIngest:
     def _index_rows(self, bus, can_id) -> dict[int, np.ndarray]:
         """Rows of each decoded message (``bus << 32 | frame id`` -> ascending row indices),
         in one pass over the frames instead of one comparison pass per message."""
-        if len(bus) == 0:
+        if len(bus) == 0 or len(self._wanted_keys) == 0:
             return {}
         if self._id_lut is not None:  # every decoded id is a standard one: a table lookup
             which = self._id_lut[bus, np.minimum(can_id, _STD_IDS)]
         else:
             keys = self._wanted_keys
             key = (bus.astype(np.int64) << 32) | can_id.astype(np.int64)
-            which = np.minimum(np.searchsorted(keys, key), len(keys) - 1).astype(np.int16)
+            which = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
             which[keys[which] != key] = -1
         rows = np.flatnonzero(which >= 0)
         which = which[rows]
