@@ -129,20 +129,26 @@ class ModelRunner:
         self.counters["inferences"] += len(t_list)
         self.counters["batches"] += 1
         res = dict(zip(self._output_names, outs))
+        n = len(t_list)
+        ok = np.ones(n, bool)
+        ctrl = traj = None
+        if c.controls_tensor is not None:
+            ctrl = res[c.controls_tensor][:n, :, :len(c.control_signals)].astype(np.float64)
+            ok &= np.isfinite(ctrl).all(axis=(1, 2))  # one check per batch, not per prediction
+        if c.trajectory_tensor is not None:
+            traj = res[c.trajectory_tensor][:n].astype(np.float64)
+            ok &= np.isfinite(traj).all(axis=tuple(range(1, traj.ndim)))
         preds = []
-        for i, t in enumerate(t_list):
-            controls = {}
-            if c.controls_tensor is not None:
-                arr = res[c.controls_tensor][i]
-                controls = {s: arr[:, j].astype(np.float64) for j, s in enumerate(c.control_signals)}
-            traj = res[c.trajectory_tensor][i].astype(np.float64) if c.trajectory_tensor is not None else None
-            bad = any(not np.isfinite(v).all() for v in controls.values()) or (traj is not None and not np.isfinite(traj).all())
-            if bad:
+        names = list(enumerate(c.control_signals)) if ctrl is not None else []
+        for i, (t, good) in enumerate(zip(t_list, ok.tolist())):
+            if not good:
                 self.counters["errors"] += 1
                 preds.append(None)
                 continue
+            controls = {s: ctrl[i, :, j].copy() for j, s in names}
             preds.append(Prediction(t_ns=int(t), horizon_s=self._horizon, controls=controls,
-                                    trajectory_xy_m=traj, latency_ns=int(per_item)))
+                                    trajectory_xy_m=traj[i].copy() if traj is not None else None,
+                                    latency_ns=int(per_item)))
         return preds
 
     def run_batch(self, requests: Sequence[Any]) -> list[Prediction | None]:
