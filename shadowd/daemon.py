@@ -61,6 +61,8 @@ _WAIT_S = 0.05
 """Longest the pipeline blocks on a ring: bounds how late a swap, flush or drain is served."""
 _WAKE_EARLY_NS = 200_000
 """How long before the awaited vehicle frame is due the pipeline stops sleeping and blocks on the ring."""
+_TRIM_EVERY_S = 30.0
+"""How often freed heap is handed back to the OS (glibc ``malloc_trim``), see ``_malloc_trimmer``."""
 _REOPEN_CHECK_S = 1.0
 """How often missing rings are retried and open ones checked for having been recreated."""
 
@@ -282,6 +284,8 @@ class Service:
         next_status = 0.0
         last_rate_t = time.monotonic()
         last_frames: dict[str, int] = {}
+        trim = _malloc_trimmer()
+        next_trim = time.monotonic() + _TRIM_EVERY_S
         while not self._stop.wait(0.25):
             now = time.monotonic()
             pipeline = self.stages["pipeline"]
@@ -299,6 +303,9 @@ class Service:
             if now >= next_status:
                 self.notifier.status(self._status_line())
                 next_status = now + 5.0
+            if trim is not None and now >= next_trim:
+                trim(0)
+                next_trim = now + _TRIM_EVERY_S
         return self.shutdown()
 
     def shutdown(self) -> int:
@@ -749,6 +756,23 @@ def _quantiles(pcts: dict) -> dict:
         v = pcts.get(key)
         out[q] = round(v, 3) if isinstance(v, float) and v == v else None
     return out
+
+
+def _malloc_trimmer():
+    """glibc's ``malloc_trim`` or None (another libc). The pipeline and model threads allocate
+    in their own malloc arenas; without a periodic trim, freed fragments stay resident and read
+    as slow RSS growth over hours (measured by ``shadowd bench soak``)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        fn = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    return fn
 
 
 def _thread_cpu_s() -> dict:

@@ -267,3 +267,26 @@ def test_wall_clock_jumps_do_not_disturb_the_pipeline_and_sigterm_lands_a_trunca
     clip = decode_clip(clips[0].path.read_bytes())
     assert clip.truncated
     assert len(clip.streams["vehicle"]) > 100
+
+
+@pytest.mark.skipif(os.environ.get("SHADOWD_SLOW_TESTS") != "1", reason="slow (~15 s): set SHADOWD_SLOW_TESTS=1")
+def test_sigterm_waits_for_the_pending_post_window_and_the_whole_clip_lands(tmp_path, tag):
+    """With frames still coming and a long enough grace, SIGTERM collects the post-window
+    before sealing: the clip is complete, not truncated."""
+    with ServiceProcess(tmp_path, tag, shutdown_grace_s=30.0) as svc:
+        prod = start_producer(tag, speed=3.0)
+        try:
+            wait_for(lambda: svc.status()["pipeline"].get("triggers_fired", {}).get("divergence"), 40,
+                     "the divergence trigger on the RAV4 handover")
+            assert svc.status()["clips"]["clips_spooled"] == 0
+            assert svc.stop(timeout_s=40) == 0
+        finally:
+            stop_process(prod)
+    _assert_clean_log(svc)
+    spool = Spool(tmp_path / "state" / "spool", 1 << 30)
+    try:
+        clips = spool.pending()
+    finally:
+        spool.close()
+    assert len(clips) == 1 and clips[0].meta["truncated"] is False
+    assert not decode_clip(clips[0].path.read_bytes()).truncated
