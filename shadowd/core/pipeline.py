@@ -13,8 +13,14 @@ Rules:
    once every topic the triggers read has a frame at or after T *and* every prediction whose
    horizon ended by T has been submitted (or given up after ``max_wait_s`` past its horizon,
    counted as ``predictions_late``), so divergence metrics reach the triggers in order.
-   A divergence metric becomes visible to triggers at ``t0 + horizon + score_batch_s``:
-   knowable at ``t0 + horizon``, scored in batches of ``score_batch_s`` to save CPU.
+   A divergence metric becomes visible to triggers at ``t0 + horizon + 2 * score_batch_s``:
+   knowable at ``t0 + horizon``, scored in batches of ``score_batch_s`` to save CPU, once the
+   batch's bin has closed, and one bin later still, so the scoring pass never stands between
+   a frame and the trigger tick it completes (rule 5).
+5. ``advance`` does the latency-critical work first: model requests, then the trigger ticks
+   the new frames complete, then scoring (whose metrics only later ticks read), then the ticks
+   scoring unblocked (replay's big steps). ``advance(now, settle=False)`` stops after the
+   first trigger pass; the caller hands the events on and calls ``settle(now)`` for the rest.
 3. Bad input is counted, never raised: out-of-order frames are dropped
    (``frames_out_of_order``), windows with unknown samples are skipped (``windows_incomplete``),
    frames of topics nothing here reads are counted and not kept (``frames_not_needed``: the
@@ -23,9 +29,9 @@ Rules:
    horizons and the next trigger tick still need.
 
 API: ``ShadowCore(contract, triggers, *, tick_hz=50, scorer=None, max_wait_s=0.5)``;
-``push_frames(topic, frames)``; ``advance(now_ns) -> [InferenceRequest | Divergence |
-TriggerFired]``; ``submit(request, prediction_or_None)``; ``next_due_ns()`` (when a service
-loop should next wake); ``stats()``.
+``push_frames(topic, frames)``; ``advance(now_ns, settle=True) -> [InferenceRequest |
+Divergence | TriggerFired]``; ``settle(now_ns)``; ``submit(request, prediction_or_None)``;
+``next_due_ns()`` (when a service loop should next wake); ``stats()``.
 """
 
 from __future__ import annotations
@@ -112,6 +118,7 @@ class ShadowCore:
         # become visible to triggers at t0 + horizon + score_batch_s (after the bin closed).
         # One scoring call per ~4 predictions instead of one each (rule 2).
         self._batch_ns = max(1, int(score_batch_s * 1e9))
+        self._visible_after_ns = 2 * self._batch_ns  # past t0 + horizon (rule 2)
         self._buffers: dict[str, _Buffer] = {}
         self._counters = {"frames_in": 0, "frames_out_of_order": 0, "requests": 0, "windows_incomplete": 0,
                           "predictions": 0, "predictions_missing": 0, "predictions_late": 0,
@@ -214,15 +221,30 @@ class ShadowCore:
         self._score_due_ns = min(self._score_due_ns, int(prediction.t_ns) + self._horizon_ns)
 
     # -- clock ----------------------------------------------------------------------------
-    def advance(self, now_ns: int) -> list[Any]:
-        """Process everything due up to ``now_ns``; returns requests, divergences and trigger events."""
+    def advance(self, now_ns: int, *, settle: bool = True) -> list[Any]:
+        """Process everything due up to ``now_ns``; returns requests, trigger events and
+        divergences (rule 5: requests and the trigger ticks first, scoring after).
+        ``settle=False`` returns after the first trigger pass; ``settle(now_ns)`` does the rest."""
         events: list[Any] = []
         self._calls += 1
         if self.contract is not None:
             events.extend(self._requests(now_ns))
-            events.extend(self._score(now_ns))
         if self._engine is not None:
             events.extend(self._triggers(now_ns))
+        if settle:
+            events.extend(self.settle(now_ns))
+        return events
+
+    def settle(self, now_ns: int) -> list[Any]:
+        """The work of ``advance`` off the latency-critical path: score the predictions whose
+        bin has closed, evaluate the trigger ticks that scoring unblocked, trim the buffers."""
+        events: list[Any] = []
+        if self.contract is not None:
+            scored = self._score(now_ns)
+            if scored:
+                events.extend(scored)
+                if self._engine is not None:
+                    events.extend(self._triggers(now_ns))
         if self._calls % _TRIM_EVERY == 0 or self._pushed_since_trim > _TRIM_FRAMES:
             self._trim()
         return events
@@ -316,7 +338,7 @@ class ShadowCore:
         hist = {s: fr[s].astype(np.float64) for s in _SCORING_SIGNALS if s in fr.dtype.names}
         out, columns = score_predictions_columns(due, fr["t_ns"], hist, self.scorer)
         self._counters["divergences"] += len(out)
-        vis = np.array([d.t_ns for d in out], np.int64) + (self._horizon_ns + self._batch_ns)
+        vis = np.array([d.t_ns for d in out], np.int64) + (self._horizon_ns + self._visible_after_ns)
         in_order = len(self._metric_t) == 0 or vis[0] >= self._metric_t[-1]  # the usual case: append
         self._metric_t = np.concatenate([self._metric_t, vis])
         order = None if in_order else np.argsort(self._metric_t, kind="stable")
@@ -348,9 +370,9 @@ class ShadowCore:
                     continue
                 waiting.append(t0)
             if waiting:
-                end = min(end, min(waiting) + self._horizon_ns + self._batch_ns - 1)
+                end = min(end, min(waiting) + self._horizon_ns + self._visible_after_ns - 1)
             if self._to_score:
-                end = min(end, self._score_due_ns + self._batch_ns - 1)
+                end = min(end, self._score_due_ns + self._visible_after_ns - 1)
         if self._next_tick is None:
             first = max(int(self._buffers[t].frames["t_ns"][0]) for t in self._trigger_topics)
             self._next_tick = -(-first // self.tick_ns) * self.tick_ns
