@@ -14,7 +14,9 @@ newest frame. Three service modes run one after the other, each for ``--seconds`
 
 Reported per mode: CPU of the service process (all its threads) per second of driving, as %
 of one core, and the latency from a vehicle frame's write into the ring to the trigger
-engine having evaluated the tick it completed (p50/p99/max: ``advance(settle=False)``, before
+engine having evaluated the tick it completed, whole (``frame_to_trigger_ms``) and in its two
+parts: ``wake_ms`` (frame written until the sleeping loop runs: the OS -- on a VM the host --
+waking the thread) and ``processing_ms`` (reading, pushing, requests, trigger ticks) (p50/p99/max: ``advance(settle=False)``, before
 the scoring pass that ``settle`` runs after it, see ShadowCore rule 5), plus the model's own
 inference latency. ``loop_cpu_pct.advance`` counts advance, the request hand-off and settle. Ratios to the drain-only peer are in ``vs_drain_only``.
 """
@@ -143,7 +145,7 @@ def _run_mode(mode: str, seconds: float, tmp: str) -> dict:
         if mode != "drain_only":
             core = ShadowCore(runner.contract, compile_triggers(builtin_triggers(), metric_names=METRIC_NAMES))
         hold = _hold_last(runner.contract)
-        lat_ns: list[int] = []
+        lat_ns: list[tuple[int, int]] = []  # (frame write -> loop running, -> tick evaluated)
         frames_read = 0
         wakeups = 0
         cpu_ns = {"read_push": 0, "advance": 0}
@@ -173,6 +175,7 @@ def _run_mode(mode: str, seconds: float, tmp: str) -> dict:
             wakeups += 1
             newest = None
             c0 = time.thread_time_ns()
+            running_ns = time.monotonic_ns()
             for t, rd in readers.items():
                 n, _ = rd.read_into(bufs[t])
                 if n == 0:
@@ -185,11 +188,13 @@ def _run_mode(mode: str, seconds: float, tmp: str) -> dict:
             c1 = time.thread_time_ns()
             cpu_ns["read_push"] += c1 - c0
             if core is None or newest is None:
+                if newest is not None:  # drain_only: the wake-up alone, the floor of any reader
+                    lat_ns.append((running_ns - newest, time.monotonic_ns() - newest))
                 continue
             ticks_before = core._counters["trigger_ticks"]
             out = core.advance(newest, settle=False)  # requests + the ticks these frames complete
             if core._counters["trigger_ticks"] > ticks_before:
-                lat_ns.append(time.monotonic_ns() - newest)
+                lat_ns.append((running_ns - newest, time.monotonic_ns() - newest))
             reqs = [e for e in out if isinstance(e, InferenceRequest)]
             if mode == "core":
                 for r in reqs:
@@ -209,10 +214,16 @@ def _run_mode(mode: str, seconds: float, tmp: str) -> dict:
                "cpu_pct_of_one_core": round(100 * cpu_s / wall_s, 3),
                "loop_cpu_pct": {k: round(100 * v / 1e9 / wall_s, 3) for k, v in cpu_ns.items()}}
         if lat_ns:
-            a = np.array(lat_ns) / 1e6
-            res["frame_to_trigger_ms"] = {"p50": round(float(np.percentile(a, 50)), 4),
-                                          "p99": round(float(np.percentile(a, 99)), 4),
-                                          "max": round(float(a.max()), 4), "samples": len(a)}
+            lat = np.array(lat_ns) / 1e6
+            # the whole latency, and its two parts: the wake-up (the frame is in the ring, the
+            # loop is not running yet: the OS/VM scheduling the sleeping thread) and the
+            # processing (read, push, model requests, trigger ticks: this code)
+            parts = [("wake_ms", np.maximum(lat[:, 0], 0.0))]
+            if core is not None:
+                parts += [("frame_to_trigger_ms", lat[:, 1]), ("processing_ms", lat[:, 1] - np.maximum(lat[:, 0], 0.0))]
+            for key, a in parts:
+                res[key] = {"p50": round(float(np.percentile(a, 50)), 4), "p99": round(float(np.percentile(a, 99)), 4),
+                            "max": round(float(a.max()), 4), "samples": len(a)}
         if core is not None:
             st = core.stats()
             res["core"] = {k: st[k] for k in ("requests", "predictions", "divergences", "trigger_ticks",
@@ -249,4 +260,6 @@ def run(args) -> dict:
     if "core" in out:
         c = out["core"]
         out["targets"]["met"] = bool(c["cpu_pct_of_one_core"] < 2.0 and c.get("frame_to_trigger_ms", {}).get("p99", 99) < 1.0)
+        # what this code controls: the latency after the loop runs (the wake-up is the OS's)
+        out["targets"]["processing_p99_ms"] = c.get("processing_ms", {}).get("p99")
     return out

@@ -15,3 +15,7 @@ def test_bench_moves_frames_from_a_producer_process_through_rings_into_the_core(
     assert core["core"]["requests"] > 5 and core["core"]["trigger_ticks"] > 15, out
     assert core["core"]["frames_out_of_order"] == 0, out
     assert core["frame_to_trigger_ms"]["samples"] > 15, out
+    # the latency splits into the OS wake-up and this code's processing, sample by sample
+    assert core["wake_ms"]["samples"] == core["processing_ms"]["samples"] == core["frame_to_trigger_ms"]["samples"]
+    assert core["processing_ms"]["max"] <= core["frame_to_trigger_ms"]["max"] + 1e-9, out
+    assert out["targets"]["processing_p99_ms"] == core["processing_ms"]["p99"]
