@@ -37,26 +37,38 @@ def sample(t_ns: np.ndarray, values: np.ndarray, t_query_ns: np.ndarray, interp:
                      left=np.nan, right=np.nan)
 
 
-def sample_lattice(t_ns: np.ndarray, values: np.ndarray, t0_ns: np.ndarray, offsets_ns: np.ndarray,
-                   interp: str) -> np.ndarray:
-    """``sample`` at ``t0_ns[:, None] + offsets_ns[None, :]`` (shape (P, K)), each distinct
-    instant computed once.
+def lattice(t0_ns: np.ndarray, offsets_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The query instants of ``t0_ns[:, None] + offsets_ns[None, :]`` (shape (P, K)), each
+    distinct instant once: ``(instants, gather)`` with ``instants[gather]`` the full grid, or
+    ``(grid, None)`` when sharing would not pay (one row, or no common step).
 
     Model windows and scoring horizons put P rows of K offsets on one time lattice (requests
     every 50 ms, offsets on a 10-50 ms step), so the P*K query times are mostly the same few
-    instants: sample the common integer lattice holding them all, then gather. The queries
-    are the same integers, so the result is bit-identical to ``sample`` on the full grid.
+    instants. Compute it once and sample every signal of a topic on it (``sample(...)[gather]``).
     """
     t0_ns = np.asarray(t0_ns, np.int64)
     offsets_ns = np.asarray(offsets_ns, np.int64)
-    if t0_ns.size == 0 or offsets_ns.size == 0:
-        return sample(t_ns, values, t0_ns[:, None] + offsets_ns[None, :], interp)
-    rel_t0 = t0_ns - t0_ns.min()
-    rel_off = offsets_ns - offsets_ns.min()
+    grid = t0_ns[:, None] + offsets_ns[None, :]
+    if t0_ns.size <= 1 or offsets_ns.size == 0:
+        return grid, None
+    t0_min, off_min = int(t0_ns.min()), int(offsets_ns.min())
+    rel_t0 = t0_ns - t0_min
+    rel_off = offsets_ns - off_min
     step = int(np.gcd.reduce(np.concatenate([rel_t0, rel_off])))
     span = (int(rel_t0.max() + rel_off.max()) // step + 1) if step > 0 else 0
     if step <= 0 or span >= rel_t0.size * rel_off.size:
-        return sample(t_ns, values, t0_ns[:, None] + offsets_ns[None, :], interp)
-    lattice = int(t0_ns.min() + offsets_ns.min()) + step * np.arange(span, dtype=np.int64)
-    return sample(t_ns, values, lattice, interp)[(rel_t0 // step)[:, None] + (rel_off // step)[None, :]]
+        return grid, None
+    instants = (t0_min + off_min) + step * np.arange(span, dtype=np.int64)
+    return instants, (rel_t0 // step)[:, None] + (rel_off // step)[None, :]
 
+
+def sample_lattice(t_ns: np.ndarray, values: np.ndarray, t0_ns: np.ndarray, offsets_ns: np.ndarray,
+                   interp: str, grid: tuple[np.ndarray, np.ndarray | None] | None = None) -> np.ndarray:
+    """``sample`` at ``t0_ns[:, None] + offsets_ns[None, :]`` (shape (P, K)), each distinct
+    instant computed once (``lattice``; pass ``grid=lattice(t0_ns, offsets_ns)`` to share it
+    between signals). The queries are the same integers, so the result is bit-identical to
+    ``sample`` on the full grid.
+    """
+    instants, gather = grid if grid is not None else lattice(t0_ns, offsets_ns)
+    out = sample(t_ns, values, instants, interp)
+    return out if gather is None else out[gather]

@@ -29,7 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .align import sample, sample_lattice
+from .align import lattice, sample, sample_lattice
 from .types import Divergence, Prediction
 
 METRIC_NAMES = ("divergence", "steer_err_deg", "steer_err_norm", "accel_err_mps2",
@@ -63,10 +63,11 @@ def _at(t_hist_ns: np.ndarray, values: np.ndarray, t_query_ns: np.ndarray) -> np
     return sample(t_hist_ns, values, t_query_ns, "linear")
 
 
-def _at_grid(t_hist_ns: np.ndarray, values: np.ndarray, t0_ns: np.ndarray, offsets_ns: np.ndarray) -> np.ndarray:
+def _at_grid(t_hist_ns: np.ndarray, values: np.ndarray, t0_ns: np.ndarray, offsets_ns: np.ndarray,
+             grid=None) -> np.ndarray:
     """``_at`` at ``t0_ns[:, None] + offsets_ns[None, :]`` (P, K), each distinct instant once
-    (bit-identical, see ``align.sample_lattice``)."""
-    return sample_lattice(t_hist_ns, values, t0_ns, offsets_ns, "linear")
+    (bit-identical, see ``align.sample_lattice``; ``grid``: a shared ``align.lattice``)."""
+    return sample_lattice(t_hist_ns, values, t0_ns, offsets_ns, "linear", grid)
 
 
 @lru_cache(maxsize=16)
@@ -104,8 +105,9 @@ def realized_path(t_hist_ns: np.ndarray, speed_mps: np.ndarray, yaw_rate_rps: np
     horizon = float(offsets_s[-1])
     n, tau_ns, half_dt, lo, frac = _integration_grid(horizon, tuple(np.asarray(offsets_s, np.float64).tolist()))
     t0_ns = np.asarray(t0_ns, np.int64)
-    v = _at_grid(t_hist_ns, speed_mps, t0_ns, tau_ns)
-    w = _at_grid(t_hist_ns, yaw_rate_rps, t0_ns, tau_ns)
+    grid = lattice(t0_ns, tau_ns)
+    v = _at_grid(t_hist_ns, speed_mps, t0_ns, tau_ns, grid)
+    w = _at_grid(t_hist_ns, yaw_rate_rps, t0_ns, tau_ns, grid)
     heading = _cumtrapz(w, half_dt)
     vx = np.cos(heading)
     vx *= v
@@ -139,7 +141,8 @@ def score_predictions_columns(predictions: list[Prediction], t_hist_ns: np.ndarr
     offsets = np.asarray(predictions[0].horizon_s, np.float64)
     t0_ns = np.array([p.t_ns for p in predictions], np.int64)
     offsets_ns = np.round(offsets * 1e9).astype(np.int64)
-    speed = _at_grid(t_hist_ns, history["speed_mps"], t0_ns, offsets_ns)
+    grid = lattice(t0_ns, offsets_ns)  # shared by every realized signal
+    speed = _at_grid(t_hist_ns, history["speed_mps"], t0_ns, offsets_ns, grid)
     v_mean = speed.mean(axis=1)
     p_count = len(predictions)
     metrics = {name: np.full(p_count, np.nan) for name in METRIC_NAMES}
@@ -147,14 +150,14 @@ def score_predictions_columns(predictions: list[Prediction], t_hist_ns: np.ndarr
     missing = np.full(len(offsets), np.nan)  # a prediction without this control
     steer = np.array([p.controls.get("steer_angle_deg", missing) for p in predictions], np.float64)
     if "steer_angle_deg" in history and not np.isnan(steer).all():
-        real = _at_grid(t_hist_ns, history["steer_angle_deg"], t0_ns, offsets_ns)
+        real = _at_grid(t_hist_ns, history["steer_angle_deg"], t0_ns, offsets_ns, grid)
         err = np.abs(steer - real).mean(axis=1)
         metrics["steer_err_deg"] = err
         metrics["steer_err_norm"] = err / steer_tolerance_deg(v_mean, cfg)
         norms.append(metrics["steer_err_norm"])
     accel = np.array([p.controls.get("accel_long_mps2", missing) for p in predictions], np.float64)
     if "accel_long_mps2" in history and not np.isnan(accel).all():
-        real = _at_grid(t_hist_ns, history["accel_long_mps2"], t0_ns, offsets_ns)
+        real = _at_grid(t_hist_ns, history["accel_long_mps2"], t0_ns, offsets_ns, grid)
         err = np.abs(accel - real).mean(axis=1)
         metrics["accel_err_mps2"] = err
         metrics["accel_err_norm"] = err / cfg.accel_tol_mps2

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from .align import sample_lattice
+from .align import lattice, sample_lattice
 from .divergence import METRIC_NAMES, ScorerConfig, score_predictions_columns
 from .model_contract import ModelContract
 from .signals import RAW_TOPIC, SIGNALS, TOPICS, frame_dtype
@@ -189,7 +189,7 @@ class ShadowCore:
             if not ok:
                 self._counters["frames_out_of_order"] += 1
                 return
-        elif (last is None or t[0] >= floor) and (np.diff(t) > 0).all():
+        elif (last is None or t[0] >= floor) and (t[1:] > t[:-1]).all():
             pass
         else:
             running = np.maximum.accumulate(np.concatenate(([floor - 1], t[:-1])))
@@ -291,10 +291,11 @@ class ShadowCore:
         self._next_req = int(ticks[-1]) + self._req_ns
         c = self.contract
         win = np.empty((len(ticks), len(self._offsets_ns), len(c.signals)), np.float32)
+        grid = lattice(ticks, self._offsets_ns)  # shared by every input signal
         for j, s in enumerate(c.signals):
             topic = SIGNALS[s][0].name
             fr = self._buffers[topic].frames
-            win[:, :, j] = sample_lattice(fr["t_ns"], fr[s], ticks, self._offsets_ns, c.interp[s])
+            win[:, :, j] = sample_lattice(fr["t_ns"], fr[s], ticks, self._offsets_ns, c.interp[s], grid)
         ok = ~np.isnan(win).any(axis=(1, 2))
         self._counters["windows_incomplete"] += int((~ok).sum())
         out = []

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shadowd.core.align import sample, sample_lattice
+from shadowd.core.align import lattice, sample, sample_lattice
 
 _times = st.lists(st.integers(-10**12, 10**12), min_size=0, max_size=40, unique=True).map(sorted)
 
@@ -37,6 +37,13 @@ def test_lattice_sampling_equals_sampling_every_query(t_ns, seed, step, rows, of
     got = sample_lattice(t, values, t0, offsets, interp)
     assert got.shape == want.shape
     assert got.tobytes() == want.tobytes()
+    # one lattice shared by several signals of the topic (model windows, the scorer)
+    grid = lattice(t0, offsets)
+    instants, gather = grid
+    assert (instants if gather is None else instants[gather]).tolist() == (t0[:, None] + offsets[None, :]).tolist()
+    for column in (values, -2.0 * values):
+        shared = sample_lattice(t, column, t0, offsets, interp, grid)
+        assert shared.tobytes() == sample(t, column, t0[:, None] + offsets[None, :], interp).tobytes()
 
 
 def test_a_minute_of_model_windows_matches_the_full_grid():
