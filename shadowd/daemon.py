@@ -768,14 +768,21 @@ def _malloc_trimmer():
     as slow RSS growth over hours (measured by ``shadowd bench soak``). Big transient buffers
     are kept out of the heap by ``_pin_mmap_threshold``."""
     import ctypes
+
+    return _glibc_function("malloc_trim", [ctypes.c_size_t])
+
+
+def _glibc_function(name: str, argtypes: list):
+    """The C library's function ``name`` (returning int) through ctypes, or None on a libc
+    without it: the one place the service reaches into the allocator."""
+    import ctypes
     import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.malloc_trim
+        fn = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
         return None
-    fn.argtypes = [ctypes.c_size_t]
+    fn.argtypes = argtypes
     fn.restype = ctypes.c_int
     return fn
 
@@ -795,17 +802,10 @@ def _pin_mmap_threshold(environ=os.environ) -> bool:
     if "MALLOC_MMAP_THRESHOLD_" in environ or "glibc.malloc.mmap_threshold" in environ.get("GLIBC_TUNABLES", ""):
         return False
     import ctypes
-    import ctypes.util
 
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
+    mallopt = _glibc_function("mallopt", [ctypes.c_int, ctypes.c_int])
     m_mmap_threshold = -3  # <malloc.h>
-    return mallopt(m_mmap_threshold, _MMAP_THRESHOLD_BYTES) == 1
+    return mallopt is not None and mallopt(m_mmap_threshold, _MMAP_THRESHOLD_BYTES) == 1
 
 
 def _thread_cpu_s() -> dict:

@@ -13,12 +13,14 @@ newest frame. Three service modes run one after the other, each for ``--seconds`
 * ``core_model``: the same with the reference ONNX model in the runner's async worker thread.
 
 Reported per mode: CPU of the service process (all its threads) per second of driving, as %
-of one core, and the latency from a vehicle frame's write into the ring to the trigger
-engine having evaluated the tick it completed, whole (``frame_to_trigger_ms``) and in its two
-parts: ``wake_ms`` (frame written until the sleeping loop runs: the OS -- on a VM the host --
-waking the thread) and ``processing_ms`` (reading, pushing, requests, trigger ticks) (p50/p99/max: ``advance(settle=False)``, before
-the scoring pass that ``settle`` runs after it, see ShadowCore rule 5), plus the model's own
-inference latency. ``loop_cpu_pct.advance`` counts advance, the request hand-off and settle. Ratios to the drain-only peer are in ``vs_drain_only``.
+of one core (``loop_cpu_pct.advance`` counts advance, the request hand-off and settle), and
+the latency from a vehicle frame's write into the ring to the trigger engine having evaluated
+the tick it completed (``advance(settle=False)``, before the scoring pass ``settle`` runs: see
+ShadowCore rule 5), p50/p99/max: whole (``frame_to_trigger_ms``) and in its two parts,
+``wake_ms`` (frame written until the sleeping loop runs: the OS -- on a VM the host -- waking
+the thread; drain_only reports it alone, the floor of any reader) and ``processing_ms``
+(reading, pushing, requests, trigger ticks). Plus the model's own inference latency. Ratios
+to the drain-only peer are in ``vs_drain_only``.
 """
 
 from __future__ import annotations

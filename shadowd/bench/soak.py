@@ -57,6 +57,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 DRIVE = Path(__file__).resolve().parents[1] / "data" / "rav4" / "c2k19_rav4_seg40.candump.log"
 DRIVE_S = 60.0
@@ -242,12 +243,6 @@ def _theil_sen(xs: list[float], ys: list[float]) -> float:
     return slopes[len(slopes) // 2] if slopes else 0.0
 
 
-def _median(values: list[float]) -> float:
-    v = sorted(values)
-    n = len(v)
-    return (v[n // 2] + v[(n - 1) // 2]) / 2 if n else float("nan")
-
-
 def window_medians(samples: list[dict], key: str = "rss_mb", window_s: float = WINDOW_S) -> list[tuple[float, float]]:
     """(driving hours, ``key``) of consecutive ``window_s`` wall-second windows, each the median
     of its samples (windows with fewer than 3 samples are left out)."""
@@ -260,7 +255,7 @@ def window_medians(samples: list[dict], key: str = "rss_mb", window_s: float = W
             j += 1
         win = samples[i:j]
         if len(win) >= 3:
-            out.append((_median([s["driving_h"] for s in win]), _median([s[key] for s in win])))
+            out.append((median([s["driving_h"] for s in win]), median([s[key] for s in win])))
         i = j
     return out
 
@@ -295,7 +290,7 @@ def judge_growth(samples: list[dict], *, max_growth_mb_per_h: float = 2.0, key: 
     out.update(warmup_end_driving_h=round(steady[0]["driving_h"], 3), steady_driving_h=round(span, 3),
                windows=len(wins))
     if wins:
-        out["level_mb"] = round(_median([y for _, y in wins]), 2)
+        out["level_mb"] = round(median([y for _, y in wins]), 2)
     if span < min_steady_h or len(wins) < 4:
         out["why"] = (f"{span:.2f} h of driving ({len(wins)} windows) after the warm-up; the verdict needs "
                       f"{min_steady_h:g} h and 4 windows: drive longer (--hours)")

@@ -17,16 +17,16 @@ Rules:
    knowable at ``t0 + horizon``, scored in batches of ``score_batch_s`` to save CPU, once the
    batch's bin has closed, and one bin later still, so the scoring pass never stands between
    a frame and the trigger tick it completes (rule 5).
-5. ``advance`` does the latency-critical work first: model requests, then the trigger ticks
-   the new frames complete, then scoring (whose metrics only later ticks read), then the ticks
-   scoring unblocked (replay's big steps). ``advance(now, settle=False)`` stops after the
-   first trigger pass; the caller hands the events on and calls ``settle(now)`` for the rest.
 3. Bad input is counted, never raised: out-of-order frames are dropped
    (``frames_out_of_order``), windows with unknown samples are skipped (``windows_incomplete``),
    frames of topics nothing here reads are counted and not kept (``frames_not_needed``: the
    rings or the session's history keep them for clips).
 4. Memory is bounded: each topic keeps only what the model window, the pending predictions'
    horizons and the next trigger tick still need.
+5. ``advance`` does the latency-critical work first: model requests, then the trigger ticks
+   the new frames complete, then scoring (whose metrics only later ticks read), then the ticks
+   scoring unblocked (replay's big steps). ``advance(now, settle=False)`` stops after the
+   first trigger pass; the caller hands the events on and calls ``settle(now)`` for the rest.
 
 API: ``ShadowCore(contract, triggers, *, tick_hz=50, scorer=None, max_wait_s=0.5)``;
 ``push_frames(topic, frames)``; ``advance(now_ns, settle=True) -> [InferenceRequest |
@@ -115,10 +115,10 @@ class ShadowCore:
         self.max_wait_ns = int(max_wait_s * 1e9)
         # predictions are scored in batches: those whose horizon ends in the same
         # score_batch_s-wide bin of absolute time, once the bin has closed; their metrics
-        # become visible to triggers at t0 + horizon + score_batch_s (after the bin closed).
-        # One scoring call per ~4 predictions instead of one each (rule 2).
+        # become visible to triggers at t0 + horizon + 2 * score_batch_s (one bin after the
+        # bin closed, rules 2 and 5). One scoring call per ~4 predictions instead of one each.
         self._batch_ns = max(1, int(score_batch_s * 1e9))
-        self._visible_after_ns = 2 * self._batch_ns  # past t0 + horizon (rule 2)
+        self._visible_after_ns = 2 * self._batch_ns
         self._buffers: dict[str, _Buffer] = {}
         self._counters = {"frames_in": 0, "frames_out_of_order": 0, "requests": 0, "windows_incomplete": 0,
                           "predictions": 0, "predictions_missing": 0, "predictions_late": 0,
