@@ -64,13 +64,19 @@ class InferenceRequest:
 
 
 class _Buffer:
-    """Append-only frames of one topic with trimming from the front (amortized O(1))."""
+    """Append-only frames of one topic with trimming from the front (amortized O(1)).
+
+    The frames' times are also kept as their own contiguous int64 array (``t``): every tick
+    searches them, and a search on the strided ``frames["t_ns"]`` view copies it first.
+    """
 
     def __init__(self, dtype: np.dtype):
         self.dtype = dtype
         self._a = np.empty(256, dtype)
+        self._t = np.empty(256, np.int64)
         self._start = 0
         self._end = 0
+        self.last_t: int | None = None  # t_ns of the newest frame (kept as a Python int: read per tick)
 
     def __len__(self) -> int:
         return self._end - self._start
@@ -80,26 +86,32 @@ class _Buffer:
         return self._a[self._start:self._end]
 
     @property
-    def last_t(self) -> int | None:
-        return int(self._a["t_ns"][self._end - 1]) if self._end > self._start else None
+    def t(self) -> np.ndarray:
+        """``frames["t_ns"]``, contiguous."""
+        return self._t[self._start:self._end]
 
     def append(self, frames: np.ndarray) -> None:
         n = len(frames)
+        if n == 0:
+            return
         if self._end + n > len(self._a):
             live = self._end - self._start
             cap = len(self._a)
             if live + n > cap // 2:
                 cap = max(cap * 2, 2 * (live + n))
-            new = np.empty(cap, self._a.dtype)
+            new, new_t = np.empty(cap, self._a.dtype), np.empty(cap, np.int64)
             new[:live] = self._a[self._start:self._end]
-            self._a, self._start, self._end = new, 0, live
-        self._a[self._end:self._end + n] = frames
-        self._end += n
+            new_t[:live] = self._t[self._start:self._end]
+            self._a, self._t, self._start, self._end = new, new_t, 0, live
+        end = self._end + n
+        self._a[self._end:end] = frames
+        self._t[self._end:end] = frames["t_ns"]
+        self._end = end
+        self.last_t = int(self._t[end - 1])
 
     def trim_before(self, t_ns: int) -> None:
         """Drop frames older than ``t_ns`` but keep the last one before it (zero-order hold)."""
-        t = self._a["t_ns"][self._start:self._end]
-        k = int(np.searchsorted(t, t_ns, side="left")) - 1
+        k = int(np.searchsorted(self.t, t_ns, side="left")) - 1
         if k > 0:
             self._start += k
 
@@ -140,7 +152,8 @@ class ShadowCore:
         self._to_score: list[Prediction] = []
         self._score_due_ns = _FAR  # earliest t0 + horizon among _to_score
         self._metric_t = np.empty(0, np.int64)  # visibility times of divergence metrics
-        self._metric_v: dict[str, np.ndarray] = {m: np.empty(0) for m in METRIC_NAMES}
+        self._metric_v = np.empty((0, len(METRIC_NAMES)))  # row i: the metrics visible from _metric_t[i]
+        self._metric_col = {m: j for j, m in enumerate(METRIC_NAMES)}
         # triggers
         self._engine = None
         self._trigger_signals: list[str] = []
@@ -162,6 +175,9 @@ class ShadowCore:
         self._trigger_by_topic: dict[str, list[str]] = {}
         for s in self._trigger_signals:
             self._trigger_by_topic.setdefault(SIGNALS[s][0].name, []).append(s)
+        # where each trigger signal sits in its topic's frame tuple (the scalar tick path)
+        self._field_pos = {topic: [frame_dtype(topic).names.index(s) for s in names]
+                           for topic, names in self._trigger_by_topic.items()}
         self._next_tick: int | None = None
 
     # -- input -----------------------------------------------------------------------------
@@ -283,7 +299,7 @@ class ShadowCore:
             return []
         end = min(ready, now_ns)
         if self._next_req is None:
-            first = max(int(self._buffers[t].frames["t_ns"][0]) for t in self._model_topics) - int(self._offsets_ns[0])
+            first = max(int(self._buffers[t].t[0]) for t in self._model_topics) - int(self._offsets_ns[0])
             self._next_req = -(-first // self._req_ns) * self._req_ns
         if self._next_req > end:
             return []
@@ -294,8 +310,8 @@ class ShadowCore:
         grid = lattice(ticks, self._offsets_ns)  # shared by every input signal
         for j, s in enumerate(c.signals):
             topic = SIGNALS[s][0].name
-            fr = self._buffers[topic].frames
-            win[:, :, j] = sample_lattice(fr["t_ns"], fr[s], ticks, self._offsets_ns, c.interp[s], grid)
+            buf = self._buffers[topic]
+            win[:, :, j] = sample_lattice(buf.t, buf.frames[s], ticks, self._offsets_ns, c.interp[s], grid)
         ok = ~np.isnan(win).any(axis=(1, 2))
         self._counters["windows_incomplete"] += int((~ok).sum())
         out = []
@@ -325,7 +341,7 @@ class ShadowCore:
         self._score_due_ns = min((p.t_ns for p in self._to_score), default=_FAR) + self._horizon_ns
         due.sort(key=lambda p: p.t_ns)
         fr = veh.frames
-        t = fr["t_ns"]
+        t = veh.t
         if due[0].t_ns < t[0]:
             # answered after its history was trimmed (a very late async answer): cannot be scored
             stale = [p for p in due if p.t_ns < t[0]]
@@ -337,17 +353,15 @@ class ShadowCore:
         hi = int(np.searchsorted(t, due[-1].t_ns + self._horizon_ns, side="left")) + 1
         fr = fr[lo:hi]
         hist = {s: fr[s].astype(np.float64) for s in _SCORING_SIGNALS if s in fr.dtype.names}
-        out, columns = score_predictions_columns(due, fr["t_ns"], hist, self.scorer)
+        out, columns = score_predictions_columns(due, t[lo:hi], hist, self.scorer)
         self._counters["divergences"] += len(out)
         vis = np.array([d.t_ns for d in out], np.int64) + (self._horizon_ns + self._visible_after_ns)
         in_order = len(self._metric_t) == 0 or vis[0] >= self._metric_t[-1]  # the usual case: append
         self._metric_t = np.concatenate([self._metric_t, vis])
-        order = None if in_order else np.argsort(self._metric_t, kind="stable")
-        if order is not None:
-            self._metric_t = self._metric_t[order]
-        for m in METRIC_NAMES:
-            merged = np.concatenate([self._metric_v[m], columns[m]])
-            self._metric_v[m] = merged if order is None else merged[order]
+        self._metric_v = np.concatenate([self._metric_v, np.column_stack([columns[m] for m in METRIC_NAMES])])
+        if not in_order:
+            order = np.argsort(self._metric_t, kind="stable")
+            self._metric_t, self._metric_v = self._metric_t[order], self._metric_v[order]
         return out
 
     def _triggers(self, now_ns: int) -> list[TriggerFired]:
@@ -375,7 +389,7 @@ class ShadowCore:
             if self._to_score:
                 end = min(end, self._score_due_ns + self._visible_after_ns - 1)
         if self._next_tick is None:
-            first = max(int(self._buffers[t].frames["t_ns"][0]) for t in self._trigger_topics)
+            first = max(int(self._buffers[t].t[0]) for t in self._trigger_topics)
             self._next_tick = -(-first // self.tick_ns) * self.tick_ns
         if self._next_tick > end:
             return []
@@ -385,29 +399,37 @@ class ShadowCore:
         rows = {}
         for topic in self._trigger_by_topic:
             buf = self._buffers.get(topic)
-            fr = buf.frames if buf is not None else None
-            if fr is None or len(fr) == 0:
+            if buf is None or len(buf) == 0:
                 rows[topic] = (None, None)
             else:
-                rows[topic] = (fr, np.searchsorted(fr["t_ns"], ticks, side="right") - 1)
+                rows[topic] = (buf.frames, np.searchsorted(buf.t, ticks, side="right") - 1)
         m_idx = np.searchsorted(self._metric_t, ticks, side="right") - 1 if self._trigger_metrics else None
         if len(ticks) <= _SCALAR_TICKS:
             # the engine's scalar path costs microseconds per tick, the batch path ~0.1 ms per
-            # call; both give the same events (shadowd.core.triggers rule 4)
+            # call; both give the same events (shadowd.core.triggers rule 4). A row is read
+            # as one tuple (``item``) and its fields picked by position: per-field access of a
+            # numpy record costs ~10x more.
             fired = []
             nan = float("nan")
+            sources = []
+            for topic, names in self._trigger_by_topic.items():
+                fr, idx = rows[topic]
+                sources.append((names, self._field_pos[topic], fr, None if fr is None else idx.tolist()))
+            metric_rows = m_idx.tolist() if m_idx is not None else ()
+            metrics = [(m, self._metric_col.get(m)) for m in self._trigger_metrics]
             for k, t in enumerate(ticks.tolist()):
                 values: dict[str, float] = {}
-                for topic, names in self._trigger_by_topic.items():
-                    fr, idx = rows[topic]
+                for names, pos, fr, idx in sources:
                     if fr is None or idx[k] < 0:
                         values.update((s, nan) for s in names)
                     else:
-                        row = fr[idx[k]]
-                        values.update((s, float(row[s])) for s in names)
-                for m in self._trigger_metrics:
-                    v = self._metric_v.get(m)
-                    values[m] = float(v[m_idx[k]]) if v is not None and len(v) and m_idx[k] >= 0 else nan
+                        row = fr[idx[k]].item()
+                        for s, i in zip(names, pos):
+                            values[s] = float(row[i])
+                if metrics:
+                    r = metric_rows[k]
+                    for m, j in metrics:
+                        values[m] = float(self._metric_v[r, j]) if j is not None and r >= 0 else nan
                 fired += self._engine.evaluate(t, values)
         else:
             cols: dict[str, np.ndarray] = {}
@@ -422,11 +444,11 @@ class ShadowCore:
                     col[~known] = np.nan
                     cols[s] = col
             for m in self._trigger_metrics:
-                v = self._metric_v.get(m)
-                if v is None or len(v) == 0:
+                j = self._metric_col.get(m)
+                if j is None or len(self._metric_t) == 0:
                     cols[m] = np.full(len(ticks), np.nan)
                 else:
-                    cols[m] = np.where(m_idx >= 0, v[np.maximum(m_idx, 0)], np.nan)
+                    cols[m] = np.where(m_idx >= 0, self._metric_v[np.maximum(m_idx, 0), j], np.nan)
             fired = self._engine.evaluate_batch(ticks, cols)
         self._counters["trigger_ticks"] += len(ticks)
         self._counters["triggers_fired"] += len(fired)
@@ -452,8 +474,7 @@ class ShadowCore:
             k = int(np.searchsorted(self._metric_t, t_keep, side="left")) - 1
             if k > 0:
                 self._metric_t = self._metric_t[k:]
-                for m in self._metric_v:
-                    self._metric_v[m] = self._metric_v[m][k:]
+                self._metric_v = self._metric_v[k:]
 
     def stats(self) -> dict:
         out = dict(self._counters)
