@@ -140,14 +140,17 @@ class ModelRunner:
             ok &= np.isfinite(traj).all(axis=tuple(range(1, traj.ndim)))
         preds = []
         names = list(enumerate(c.control_signals)) if ctrl is not None else []
+        if ctrl is not None:
+            ctrl = np.ascontiguousarray(ctrl.transpose(0, 2, 1))  # (n, control, step): rows are views
         for i, (t, good) in enumerate(zip(t_list, ok.tolist())):
             if not good:
                 self.counters["errors"] += 1
                 preds.append(None)
                 continue
-            controls = {s: ctrl[i, :, j].copy() for j, s in names}
-            preds.append(Prediction(t_ns=int(t), horizon_s=self._horizon, controls=controls,
-                                    trajectory_xy_m=traj[i].copy() if traj is not None else None,
+            # views into this batch's own arrays (fresh per call, never written again): no copies
+            row = ctrl[i] if ctrl is not None else None
+            preds.append(Prediction(t_ns=int(t), horizon_s=self._horizon, controls={s: row[j] for j, s in names},
+                                    trajectory_xy_m=traj[i] if traj is not None else None,
                                     latency_ns=int(per_item)))
         return preds
 

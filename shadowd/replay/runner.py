@@ -10,13 +10,15 @@ Rules:
   under ``result["timing"]`` (and, with ``speed``, as sleeps that pace the loop).
 - A bad input never raises out of ``replay_input``: its result has ``status: "error"`` and the
   reason, and the caller goes on with the others.
-- Models are loaded once per process and path (``_MODELS``), not once per input.
+- Models are loaded once per process and path (``_MODELS``), trigger configs compiled once
+  per process, file version and sweep overrides (``_TRIGGERS``), not once per input.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +147,7 @@ def apply_overrides(defs: list[dict[str, Any]], overrides: tuple[tuple[str, str,
 
 _MODELS: dict[tuple[str, str], Any] = {}
 _PLATFORMS: dict[str, Any] = {}
+_TRIGGERS: dict[tuple, tuple[Any, Any]] = {}
 
 
 def load_platform(name: str) -> Any:
@@ -210,17 +213,34 @@ def build_session(model: Any, platform: Any, opts: ReplayOptions, sink: Any, his
 
     ``history`` None keeps a bounded in-memory history; ``executor`` None runs inference inline.
     """
-    from ..core.triggers import compile_triggers
-
-    tc = load_trigger_config(opts.config_path)
-    defs = apply_overrides(tc.defs, opts.trigger_overrides)
-    triggers = compile_triggers(defs)
+    tc, triggers = compiled_triggers(opts.config_path, opts.trigger_overrides)
     prov = make_provenance(
         opts.vehicle_id, getattr(platform, "name", str(opts.platform)), model, tc.version, triggers,
         {"config": Path(tc.source).name if tc.source != "builtin" else "builtin", "producer": "replay"},
     )
     return Session(platform, model, triggers, sink=sink, provenance=prov,
                    history=history, executor=executor, windows=tc.windows)
+
+
+def compiled_triggers(config_path: str | None, overrides: tuple[tuple[str, str, float], ...] = ()) -> tuple[TriggerConfig, Any]:
+    """``--config`` read and its triggers compiled, once per process and (file version,
+    overrides) (``_TRIGGERS``): a TriggerSet is immutable and shared by every Session."""
+    from ..core.triggers import compile_triggers
+
+    version = None
+    if config_path is not None:
+        try:
+            st = os.stat(config_path)
+            version = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            version = None  # load_trigger_config says what is wrong
+    key = (config_path, version, overrides)
+    if key not in _TRIGGERS or version is None and config_path is not None:
+        tc = load_trigger_config(config_path)
+        if len(_TRIGGERS) >= 256:  # a long sweep: bounded, not a leak
+            _TRIGGERS.clear()
+        _TRIGGERS[key] = (tc, compile_triggers(apply_overrides(tc.defs, overrides)))
+    return _TRIGGERS[key]
 
 
 def run_drive(index: int, drive: Drive, model: Any, platform: Any, opts: ReplayOptions) -> dict[str, Any]:
