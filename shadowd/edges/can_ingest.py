@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import mmap
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -463,7 +464,8 @@ def read_can_log(path: str | os.PathLike) -> RawLog:
     if not path.is_file():
         raise DecodeError(f"CAN log {path} does not exist; pass a candump/asc/blf/trc file")
     if path.suffix.lower() == ".log":
-        return _read_candump(path.read_bytes())
+        native = _map_candump(path)
+        return native if native is not None else _read_candump(path.read_bytes())
     return _read_with_python_can(path)
 
 
@@ -627,6 +629,18 @@ def _read_candump_native(text: bytes) -> RawLog | None:
     return RawLog(t_ns[:rows], remap[chan[:rows]], [names[i].decode() for i in order],
                   can_id[:rows], dlc[:rows], flags[:rows],
                   np.ascontiguousarray(data[:rows, :width]), int(info.malformed_lines))
+
+
+def _map_candump(path: Path) -> RawLog | None:
+    """The C parser straight over the file's pages (mmap: no copy of the text into a bytes
+    object); None when the parser is not built, the file is empty or cannot be mapped."""
+    if _native_parser() is None:
+        return None
+    try:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as text:
+            return _read_candump_native(text)
+    except (OSError, ValueError):  # ValueError: an empty file cannot be mapped
+        return None
 
 
 def _read_candump(text: bytes) -> RawLog:
