@@ -88,9 +88,13 @@ def _undelta(d: np.ndarray, order: int) -> np.ndarray:
     return d
 
 
+_BYTE_THRESHOLDS = np.array([1 << (8 * k) for k in range(8)], _U8)
+
+
 def _size_estimate(z: np.ndarray) -> int:
-    """Rough count of significant bytes: how zstd will see a transposed zigzag column."""
-    return int(sum(np.count_nonzero(z >= _U8(1 << (8 * k))) for k in range(8)))
+    """Rough count of significant bytes: how zstd will see a transposed zigzag column (the
+    sum over values of how many of 1, 2^8, ..., 2^56 each reaches; one search, not eight passes)."""
+    return int(np.searchsorted(_BYTE_THRESHOLDS, z.reshape(-1), side="right").sum())
 
 
 def _to_u64(col: np.ndarray) -> np.ndarray:
