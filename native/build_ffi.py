@@ -1,12 +1,13 @@
 """cffi build of ``shadowd._native`` (out-of-line API mode) from native/.
 
 Not installed (the cryptography ``_cffi_src`` model): setup.py names it in ``cffi_modules``.
-The cdef is the part of each header (include/shadowd/ring.h, include/shadowd/candump.h)
-between the ``cffi-begin`` and ``cffi-end`` markers, so the headers are the one declaration of
-the API (cryptography's padding.h model); the sources are compiled into the extension, nothing
-is linked from the system. shadowd/ring.py stays the only importer of the module (one place
-for the ABI handshake); the candump parser's wrapper in shadowd/edges/can_ingest.py takes the
-already-checked ``ffi, lib`` from there and checks the parser's own ABI version.
+The cdef is the part of each header (include/shadowd/ring.h, include/shadowd/candump.h,
+include/shadowd/score.h) between the ``cffi-begin`` and ``cffi-end`` markers, so the headers are
+the one declaration of the API (cryptography's padding.h model); the sources are compiled into
+the extension, nothing is linked from the system but libm. shadowd/ring.py stays the only
+importer of the module (one place for the ABI handshake); the wrappers of the candump parser
+(shadowd/edges/can_ingest.py) and of the divergence kernel (shadowd/core/divergence.py) take the
+already-checked ``ffi, lib`` from there and check their own ABI versions.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from cffi import FFI
 
 NATIVE = pathlib.Path(__file__).resolve().parent
 HEADER = NATIVE / "include" / "shadowd" / "ring.h"
-HEADERS = [HEADER, NATIVE / "include" / "shadowd" / "candump.h"]
-SOURCES = [NATIVE / "src" / "ring.c", NATIVE / "src" / "candump.c"]
+HEADERS = [HEADER, NATIVE / "include" / "shadowd" / "candump.h", NATIVE / "include" / "shadowd" / "score.h"]
+SOURCES = [NATIVE / "src" / "ring.c", NATIVE / "src" / "candump.c", NATIVE / "src" / "score.c"]
 
 
 def cdef_text(header: pathlib.Path = HEADER) -> str:
@@ -38,7 +39,9 @@ ffibuilder.set_source(
     "".join(f'#include "shadowd/{h.name}"\n' for h in HEADERS),
     sources=[str(p.relative_to(NATIVE.parent)) for p in SOURCES],
     include_dirs=[str(NATIVE / "include"), str(NATIVE / "src")],
-    extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra"],
+    libraries=["m"],
+    # no fused multiply-add: score.c must round as numpy does (native/Makefile passes it too)
+    extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-ffp-contract=off"],
 )
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
 """Divergence scoring: a prediction against what the human really did over its horizon.
 
-Pure numpy; docs/divergence.md is the reference (keep in sync). A prediction made at ``t0``
-is scored only once the vehicle history reaches ``t0 + horizon``; its score depends only on
-the prediction and that history, never on how frames or predictions were batched.
+docs/divergence.md is the reference (keep in sync). ``_score_columns_numpy`` (pure numpy) is
+the reference implementation; ``score_predictions_columns`` runs the C kernel
+(native/src/score.c: the same operations in the same order, one call per batch) when
+``shadowd._native`` has it, and the numpy code otherwise (tests/pipeline/test_divergence_native.py
+compares them). A prediction made at ``t0`` is scored only once the vehicle history reaches
+``t0 + horizon``; its score depends only on the prediction and that history, never on how frames
+or predictions were batched.
 
 Metrics (``METRIC_NAMES``; the trigger language sees them by these names):
 
@@ -23,6 +27,7 @@ Metrics (``METRIC_NAMES``; the trigger language sees them by these names):
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,6 +41,9 @@ METRIC_NAMES = ("divergence", "steer_err_deg", "steer_err_norm", "accel_err_mps2
                 "accel_err_norm", "ade_m", "fde_m", "traj_err_norm")
 
 _INTEGRATION_STEP_S = 0.01
+_ROW_KEYS = (*METRIC_NAMES, "realized_speed_mps")  # a Divergence's metrics, in order
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +143,167 @@ def score_predictions(predictions: list[Prediction], t_hist_ns: np.ndarray, hist
 def score_predictions_columns(predictions: list[Prediction], t_hist_ns: np.ndarray, history: dict[str, np.ndarray],
                               cfg: ScorerConfig = ScorerConfig()) -> tuple[list[Divergence], dict[str, np.ndarray]]:
     """``score_predictions`` plus each metric of ``METRIC_NAMES`` as a float64 column (row i =
-    prediction i, the very values of the Divergence metrics), for callers that keep columns."""
+    prediction i, the very values of the Divergence metrics), for callers that keep columns.
+
+    Runs the C kernel when it is built and takes the batch (see ``_score_columns_native``),
+    else the numpy reference ``_score_columns_numpy``: the same values to rounding, NaN in the
+    same places.
+    """
+    if predictions:
+        native = _native_scorer()
+        if native is not None:
+            scored = _score_columns_native(native, predictions, t_hist_ns, history, cfg)
+            if scored is not None:
+                return scored
+    return _score_columns_numpy(predictions, t_hist_ns, history, cfg)
+
+
+_NATIVE_SCORE_ABI = 1
+_native_score = None  # (ffi, lib) once checked; False when unavailable
+
+
+def _native_scorer():
+    """``(ffi, lib)`` of the C divergence kernel (native/src/score.c), or None.
+
+    ``shadowd.ring`` is the one importer of ``shadowd._native``: it does the ring's ABI
+    handshake at import and checks the kernel's own version (``native_part``). A build without
+    the kernel (or without a compiler) scores with the numpy reference, same results; said once.
+    """
+    global _native_score
+    if _native_score is None:
+        try:
+            from ..ring import native_part
+        except ImportError as err:
+            log.info("C divergence kernel unavailable (%s); scoring with numpy", err)
+            _native_score = False
+        else:
+            _native_score = native_part("shadowd_score_abi_version", _NATIVE_SCORE_ABI, "divergence kernel") or False
+    return _native_score or None
+
+
+@lru_cache(maxsize=16)
+def _native_grid(native, offsets_bytes: bytes):
+    """What the kernel needs of a batch's horizon offsets (float64 bytes), as read-only arrays
+    and their cffi pointers (cached: one model, one horizon), or None when the kernel does not
+    take them (no offsets, non-finite ones, more than SHADOWD_SCORE_MAX_OFFSETS).
+
+    Returns ``(k, offsets_ns, missing, no_traj, traj)``: ``missing`` / ``no_traj`` stand for
+    a prediction without a control / a trajectory (NaN, as in the reference); ``traj`` is the
+    integration grid ``(n, tau_ns, half_dt, lo, frac)`` of the reference's
+    ``_integration_grid``, or None when the kernel cannot integrate it (a horizon that is not
+    positive, offsets that do not ascend): such batches score their trajectories in numpy.
+    """
+    ffi, lib = native
+    offsets = np.frombuffer(offsets_bytes, np.float64)
+    k = len(offsets)
+    if k == 0 or k > lib.SHADOWD_SCORE_MAX_OFFSETS or not np.isfinite(offsets).all():
+        return None
+    offsets_ns = np.round(offsets * 1e9).astype(np.int64)
+    missing = np.full(k, np.nan)
+    no_traj = np.full((k, 2), np.nan)
+    traj = None
+    horizon = float(offsets[-1])
+    if horizon > 0:
+        n, tau_ns, half_dt, lo, frac = _integration_grid(horizon, tuple(offsets.tolist()))
+        if n >= 1 and (np.diff(lo) >= 0).all():
+            traj = (n, ffi.from_buffer("int64_t[]", tau_ns), ffi.from_buffer("double[]", half_dt.ravel()),
+                    ffi.from_buffer("int64_t[]", lo), ffi.from_buffer("double[]", frac.ravel()))
+    for a in (offsets_ns, missing, no_traj):
+        a.flags.writeable = False
+    return k, ffi.from_buffer("int64_t[]", offsets_ns), missing, no_traj, traj
+
+
+_native_cfg = (None, None)  # (the last ScorerConfig, its struct): one identity test per call
+
+
+def _native_config(ffi, cfg: ScorerConfig):
+    """The kernel's ``struct shadowd_score_config`` of a ScorerConfig (read-only to C)."""
+    global _native_cfg
+    last, struct = _native_cfg
+    if cfg is not last:
+        struct = ffi.new("struct shadowd_score_config *",
+                         {name: float(getattr(cfg, name)) for name in ScorerConfig.__slots__})
+        _native_cfg = (cfg, struct)
+    return struct
+
+
+def _history_column(history, name, n):
+    """A history column as the kernel reads it (contiguous float64, no copy when it already is),
+    or None when its length is not the history's (the reference raises for it)."""
+    col = np.ascontiguousarray(history[name], np.float64)
+    return col if col.shape == (n,) or n == 0 else None
+
+
+def _score_columns_native(native, predictions, t_hist_ns, history, cfg):
+    """``score_predictions_columns`` through the C kernel, or None when the batch is one the
+    reference must take: inputs it would reject or convert otherwise (its errors are the
+    caller's), a grid the kernel does not integrate.
+
+    The terms are chosen per batch as in the reference, except that a term is computed even when
+    every predicted value or every realized yaw rate is NaN: the reference skips it, leaving its
+    columns NaN and the term out of ``divergence``, which is what computing it gives (a NaN in a
+    mean makes it NaN), so the outputs are the same without scanning the arrays. Inputs are
+    converted as the reference converts them (float64 values, int64 times); arrays already
+    contiguous and of that type are passed without a copy. Called ~5 times a second with ~4
+    predictions by the vehicle service: keep the numpy calls around the kernel few.
+    """
+    ffi, lib = native
+    null = ffi.NULL
+    try:
+        grid = _native_grid(native, np.asarray(predictions[0].horizon_s, np.float64).tobytes())
+        t_hist = np.asarray(t_hist_ns)
+        if grid is None or t_hist.dtype.kind not in "iu" or t_hist.ndim != 1:
+            return None
+        k, offsets_ns, missing, no_traj, traj = grid
+        t_hist = np.ascontiguousarray(t_hist, np.int64)
+        n = len(t_hist)
+        p_count = len(predictions)
+        speed = _history_column(history, "speed_mps", n)
+        if speed is None:
+            return None
+        flags = 0
+        ptrs = []  # (history column, predictions) of steer and accel
+        for name, flag in (("steer_angle_deg", lib.SHADOWD_SCORE_STEER), ("accel_long_mps2", lib.SHADOWD_SCORE_ACCEL)):
+            if name not in history:
+                ptrs += [null, null]
+                continue
+            col = _history_column(history, name, n)
+            pred = np.array([p.controls.get(name, missing) for p in predictions], np.float64)
+            if col is None or pred.shape != (p_count, k):
+                return None
+            ptrs += [ffi.from_buffer("double[]", col), ffi.from_buffer("double[]", pred)]
+            flags |= flag
+        steer, pred_steer, accel, pred_accel = ptrs
+        yaw = xy = null
+        n_steps, tau_ns, half_dt, lo, frac = 0, null, null, null, null
+        if "yaw_rate_rps" in history and any(p.trajectory_xy_m is not None for p in predictions):
+            col = _history_column(history, "yaw_rate_rps", n)
+            pred = np.array([p.trajectory_xy_m if p.trajectory_xy_m is not None else no_traj for p in predictions],
+                            np.float64)
+            if traj is None or col is None or pred.shape != (p_count, k, 2):
+                return None
+            yaw, xy = ffi.from_buffer("double[]", col), ffi.from_buffer("double[]", pred)
+            n_steps, tau_ns, half_dt, lo, frac = traj
+            flags |= lib.SHADOWD_SCORE_TRAJ
+        t0_ns = np.array([p.t_ns for p in predictions], np.int64)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    out = np.empty((lib.SHADOWD_SCORE_COLUMNS, p_count))
+    rc = lib.shadowd_score_batch(n, ffi.from_buffer("int64_t[]", t_hist), ffi.from_buffer("double[]", speed), steer,
+                                 accel, yaw, p_count, ffi.from_buffer("int64_t[]", t0_ns), k, offsets_ns, pred_steer,
+                                 pred_accel, xy, flags, n_steps, tau_ns, half_dt, lo, frac, _native_config(ffi, cfg),
+                                 ffi.from_buffer("double[]", out))
+    if rc != 0:
+        return None  # arguments the checks above let through: the reference decides
+    # Python floats, one row per prediction; Divergence(t_ns, score, metrics) positionally: P calls
+    scored = [Divergence(p.t_ns, row[0], dict(zip(_ROW_KEYS, row))) for p, row in zip(predictions, out.T.tolist())]
+    return scored, dict(zip(METRIC_NAMES, out))
+
+
+def _score_columns_numpy(predictions: list[Prediction], t_hist_ns: np.ndarray, history: dict[str, np.ndarray],
+                         cfg: ScorerConfig = ScorerConfig()) -> tuple[list[Divergence], dict[str, np.ndarray]]:
+    """The reference implementation of ``score_predictions_columns`` (numpy), and its fallback
+    when the C kernel is not built or does not take a batch."""
     if not predictions:
         return [], {name: np.empty(0) for name in METRIC_NAMES}
     offsets = np.asarray(predictions[0].horizon_s, np.float64)
@@ -181,10 +349,9 @@ def score_predictions_columns(predictions: list[Prediction], t_hist_ns: np.ndarr
         total = np.where(known, stacked ** 2, 0.0).sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             metrics["divergence"] = np.where(count > 0, np.sqrt(total / np.maximum(count, 1)), np.nan)
-    keys = (*metrics, "realized_speed_mps")
     rows = zip(*(v.tolist() for v in metrics.values()), v_mean.tolist())  # Python floats, column-wise
     out = []
     for p, row in zip(predictions, rows):
-        m = dict(zip(keys, row))
+        m = dict(zip(_ROW_KEYS, row))
         out.append(Divergence(t_ns=p.t_ns, score=m["divergence"], metrics=m))
     return out, metrics

@@ -567,25 +567,19 @@ _native_candump = None  # (ffi, lib) once checked; False when unavailable
 def _native_parser():
     """``(ffi, lib)`` of the C candump parser (native/src/candump.c), or None.
 
-    ``shadowd.ring`` is the one importer of ``shadowd._native`` and does the ring's ABI
-    handshake; the parser's own version is checked here. A build without the parser (or
-    without a compiler) falls back to the numpy/regex parsers below, same results.
+    ``shadowd.ring`` is the one importer of ``shadowd._native``, does the ring's ABI
+    handshake and checks the parser's own version (``native_part``). A build without the
+    parser (or without a compiler) falls back to the numpy/regex parsers below, same results.
     """
     global _native_candump
     if _native_candump is None:
         _native_candump = False
         try:
-            from ..ring import ffi, lib
+            from ..ring import native_part
         except ImportError as err:
             log.info("C candump parser unavailable (%s); using the Python parser", err)
             return None
-        if getattr(lib, "shadowd_candump_abi_version", None) is None or \
-                lib.shadowd_candump_abi_version() != _NATIVE_CANDUMP_ABI:
-            log.warning("shadowd._native has no candump parser of ABI v%d (stale build); using the Python "
-                        "parser; rebuild with `.venv/bin/python -m pip install --no-build-isolation -e .`",
-                        _NATIVE_CANDUMP_ABI)
-            return None
-        _native_candump = (ffi, lib)
+        _native_candump = native_part("shadowd_candump_abi_version", _NATIVE_CANDUMP_ABI, "candump parser") or False
     return _native_candump or None
 
 
