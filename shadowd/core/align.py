@@ -37,6 +37,20 @@ def sample(t_ns: np.ndarray, values: np.ndarray, t_query_ns: np.ndarray, interp:
                      left=np.nan, right=np.nan)
 
 
+def sample_many(t_ns: np.ndarray, columns: list[tuple[np.ndarray, str]], t_query_ns: np.ndarray) -> list[np.ndarray]:
+    """``sample(t_ns, values, t_query_ns, interp)`` for each ``(values, interp)`` of one
+    topic: the same values, with the times converted once for all of them (a model window
+    samples several signals of a topic at the same instants)."""
+    q = np.asarray(t_query_ns, np.int64)
+    if len(t_ns) == 0 or not any(interp == "linear" for _, interp in columns):
+        return [sample(t_ns, values, q, interp) for values, interp in columns]
+    base = t_ns[0]
+    q_rel = (q - base).astype(np.float64)
+    t_rel = (np.asarray(t_ns) - base).astype(np.float64)
+    return [np.interp(q_rel, t_rel, np.asarray(values, np.float64), left=np.nan, right=np.nan)
+            if interp == "linear" else sample(t_ns, values, q, interp) for values, interp in columns]
+
+
 def lattice(t0_ns: np.ndarray, offsets_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """The query instants of ``t0_ns[:, None] + offsets_ns[None, :]`` (shape (P, K)), each
     distinct instant once: ``(instants, gather)`` with ``instants[gather]`` the full grid, or

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from .align import lattice, sample_lattice
+from .align import lattice, sample_many
 from .divergence import METRIC_NAMES, ScorerConfig, score_predictions_columns
 from .model_contract import ModelContract
 from .signals import RAW_TOPIC, SIGNALS, TOPICS, frame_dtype
@@ -50,6 +50,8 @@ from .types import Divergence, Prediction, TriggerFired
 _SCORING_SIGNALS = ("speed_mps", "steer_angle_deg", "accel_long_mps2", "yaw_rate_rps")
 _SCALAR_TICKS = 8  # up to this many trigger ticks per advance go through the scalar evaluator
 _FAR = 2**62
+_NEVER = -(2**63)
+_FEW_FRAMES = 8  # push_frames checks the order of this many frames or fewer in Python
 _KNOWN_TOPICS = frozenset(TOPICS) | {RAW_TOPIC}
 _TRIM_EVERY = 16  # advance calls between buffer trims (bounds memory, amortizes the cost)
 _TRIM_FRAMES = 64  # ... or sooner when this many frames arrived since the last trim
@@ -90,7 +92,9 @@ class _Buffer:
         """``frames["t_ns"]``, contiguous."""
         return self._t[self._start:self._end]
 
-    def append(self, frames: np.ndarray) -> None:
+    def append(self, frames: np.ndarray, t: np.ndarray | None = None) -> None:
+        """Frames of this dtype, in time order after the newest held (``t``: their t_ns, when
+        the caller has it at hand)."""
         n = len(frames)
         if n == 0:
             return
@@ -105,9 +109,13 @@ class _Buffer:
             self._a, self._t, self._start, self._end = new, new_t, 0, live
         end = self._end + n
         self._a[self._end:end] = frames
-        self._t[self._end:end] = frames["t_ns"]
+        self._t[self._end:end] = frames["t_ns"] if t is None else t
         self._end = end
         self.last_t = int(self._t[end - 1])
+
+    def row(self, i: int) -> tuple:
+        """Frame ``i`` (0 = the oldest held) as a tuple of Python values, in dtype field order."""
+        return self._a[self._start + i].item()
 
     def trim_before(self, t_ns: int) -> None:
         """Drop frames older than ``t_ns`` but keep the last one before it (zero-order hold)."""
@@ -139,11 +147,17 @@ class ShadowCore:
         # model
         if contract is not None:
             self._req_ns = int(round(1e9 / contract.run_hz))
+            # the model window's signals by topic: (column in the window, signal, interpolation)
+            by_topic: dict[str, list[tuple[int, str, str]]] = {}
+            for j, s in enumerate(contract.signals):
+                by_topic.setdefault(SIGNALS[s][0].name, []).append((j, s, contract.interp[s]))
+            self._window_sources = sorted(by_topic.items())
             self._offsets_ns = contract.window_offsets_ns()
             self._horizon_ns = int(round(contract.horizon_s * 1e9))
             self._model_topics = sorted({SIGNALS[s][0].name for s in contract.signals})
         else:
             self._req_ns, self._offsets_ns, self._horizon_ns, self._model_topics = 0, np.zeros(1, np.int64), 0, []
+            self._window_sources = []
         self._next_req: int | None = None
         # request t_ns -> [count, advance call that emitted it, given up waiting for it]
         self._outstanding: dict[int, list] = {}
@@ -199,26 +213,30 @@ class ShadowCore:
             buf = self._buffers[topic] = _Buffer(dtype)
         t = frames["t_ns"]
         last = buf.last_t
-        floor = last + 1 if last is not None else np.iinfo(np.int64).min
-        if n == 1:
-            ok = int(t[0]) >= floor
-            if not ok:
-                self._counters["frames_out_of_order"] += 1
-                return
-        elif (last is None or t[0] >= floor) and (t[1:] > t[:-1]).all():
-            pass
+        floor = last + 1 if last is not None else _NEVER
+        if n <= _FEW_FRAMES:
+            # a service wake-up brings a frame or two per topic: check them as Python ints
+            # (one numpy call instead of four)
+            tl = t.tolist()
+            in_order = tl[0] >= floor and all(a < b for a, b in zip(tl, tl[1:]))
         else:
+            in_order = int(t[0]) >= floor and bool((t[1:] > t[:-1]).all())
+        if not in_order:
             running = np.maximum.accumulate(np.concatenate(([floor - 1], t[:-1])))
             keep = t > running
             keep &= t >= floor
             self._counters["frames_out_of_order"] += int(n - keep.sum())
             frames = frames[keep]
             n = len(frames)
+            if n == 0:
+                return
+            t = frames["t_ns"]
         self._counters["frames_in"] += n
         self._pushed_since_trim += n
         if frames.dtype is not dtype and frames.dtype != dtype:
             frames = frames.astype(dtype)
-        buf.append(frames)
+            t = frames["t_ns"]
+        buf.append(frames, t)
 
     def submit(self, request: InferenceRequest, prediction: Prediction | None) -> None:
         """Hand back the model's answer to ``request`` (None: failed or shed). May come late."""
@@ -307,16 +325,19 @@ class ShadowCore:
         self._next_req = int(ticks[-1]) + self._req_ns
         c = self.contract
         win = np.empty((len(ticks), len(self._offsets_ns), len(c.signals)), np.float32)
-        grid = lattice(ticks, self._offsets_ns)  # shared by every input signal
-        for j, s in enumerate(c.signals):
-            topic = SIGNALS[s][0].name
+        instants, gather = lattice(ticks, self._offsets_ns)  # shared by every input signal
+        for topic, signals in self._window_sources:
             buf = self._buffers[topic]
-            win[:, :, j] = sample_lattice(buf.t, buf.frames[s], ticks, self._offsets_ns, c.interp[s], grid)
-        ok = ~np.isnan(win).any(axis=(1, 2))
-        self._counters["windows_incomplete"] += int((~ok).sum())
+            frames = buf.frames
+            sampled = sample_many(buf.t, [(frames[s], interp) for _, s, interp in signals], instants)
+            for (j, _, _), values in zip(signals, sampled):
+                win[:, :, j] = values if gather is None else values[gather]
+        bad = np.isnan(win).any(axis=(1, 2)).tolist()
         out = []
-        for i in np.flatnonzero(ok):
-            t = int(ticks[i])
+        for i, t in enumerate(ticks.tolist()):
+            if bad[i]:
+                self._counters["windows_incomplete"] += 1
+                continue
             out.append(InferenceRequest(t, {c.input_tensor: win[i]}))
             entry = self._outstanding.setdefault(t, [0, self._calls, False])
             entry[0] += 1
@@ -393,9 +414,56 @@ class ShadowCore:
             self._next_tick = -(-first // self.tick_ns) * self.tick_ns
         if self._next_tick > end:
             return []
-        ticks = np.arange(self._next_tick, end + 1, self.tick_ns, dtype=np.int64)
-        self._next_tick = int(ticks[-1]) + self.tick_ns
-        # zero-order hold of each trigger signal, and the latest divergence metrics, at each tick
+        if (end - self._next_tick) // self.tick_ns < _SCALAR_TICKS:
+            # a service wake-up: a tick or two. The engine's scalar path costs microseconds per
+            # tick, the batch path ~0.1 ms per call; both give the same events
+            # (shadowd.core.triggers rule 4).
+            ticks = list(range(self._next_tick, end + 1, self.tick_ns))
+            self._next_tick = ticks[-1] + self.tick_ns
+            fired = self._ticks_scalar(ticks)
+        else:
+            ticks = np.arange(self._next_tick, end + 1, self.tick_ns, dtype=np.int64)
+            self._next_tick = int(ticks[-1]) + self.tick_ns
+            fired = self._ticks_batch(ticks)
+        self._counters["trigger_ticks"] += len(ticks)
+        self._counters["triggers_fired"] += len(fired)
+        return fired
+
+    def _ticks_scalar(self, ticks: list[int]) -> list[TriggerFired]:
+        """Trigger ticks one by one: each signal's zero-order hold (the newest frame at or
+        before the tick) and the latest divergence metrics. A row is read as one tuple
+        (``item``) and its fields picked by position: per-field access of a numpy record costs
+        ~10x more."""
+        nan = float("nan")
+        sources = []
+        for topic, names in self._trigger_by_topic.items():
+            buf = self._buffers.get(topic)
+            if buf is None or len(buf) == 0:
+                sources.append((names, None, None, None))
+            else:
+                idx = np.searchsorted(buf.t, ticks, side="right").tolist()  # row + 1
+                sources.append((names, self._field_pos[topic], buf, idx))
+        metrics = [(m, self._metric_col.get(m)) for m in self._trigger_metrics]
+        metric_rows = np.searchsorted(self._metric_t, ticks, side="right").tolist() if metrics else ()
+        fired = []
+        for k, t in enumerate(ticks):
+            values: dict[str, float] = {}
+            for names, pos, buf, idx in sources:
+                if buf is None or idx[k] == 0:
+                    values.update((s, nan) for s in names)
+                else:
+                    row = buf.row(idx[k] - 1)
+                    for s, i in zip(names, pos):
+                        values[s] = float(row[i])
+            if metrics:
+                r = metric_rows[k] - 1
+                for m, j in metrics:
+                    values[m] = float(self._metric_v[r, j]) if j is not None and r >= 0 else nan
+            fired += self._engine.evaluate(t, values)
+        return fired
+
+    def _ticks_batch(self, ticks: np.ndarray) -> list[TriggerFired]:
+        """Trigger ticks as one chunk (numpy): the same values as ``_ticks_scalar``."""
         rows = {}
         for topic in self._trigger_by_topic:
             buf = self._buffers.get(topic)
@@ -404,55 +472,24 @@ class ShadowCore:
             else:
                 rows[topic] = (buf.frames, np.searchsorted(buf.t, ticks, side="right") - 1)
         m_idx = np.searchsorted(self._metric_t, ticks, side="right") - 1 if self._trigger_metrics else None
-        if len(ticks) <= _SCALAR_TICKS:
-            # the engine's scalar path costs microseconds per tick, the batch path ~0.1 ms per
-            # call; both give the same events (shadowd.core.triggers rule 4). A row is read
-            # as one tuple (``item``) and its fields picked by position: per-field access of a
-            # numpy record costs ~10x more.
-            fired = []
-            nan = float("nan")
-            sources = []
-            for topic, names in self._trigger_by_topic.items():
-                fr, idx = rows[topic]
-                sources.append((names, self._field_pos[topic], fr, None if fr is None else idx.tolist()))
-            metric_rows = m_idx.tolist() if m_idx is not None else ()
-            metrics = [(m, self._metric_col.get(m)) for m in self._trigger_metrics]
-            for k, t in enumerate(ticks.tolist()):
-                values: dict[str, float] = {}
-                for names, pos, fr, idx in sources:
-                    if fr is None or idx[k] < 0:
-                        values.update((s, nan) for s in names)
-                    else:
-                        row = fr[idx[k]].item()
-                        for s, i in zip(names, pos):
-                            values[s] = float(row[i])
-                if metrics:
-                    r = metric_rows[k]
-                    for m, j in metrics:
-                        values[m] = float(self._metric_v[r, j]) if j is not None and r >= 0 else nan
-                fired += self._engine.evaluate(t, values)
-        else:
-            cols: dict[str, np.ndarray] = {}
-            for topic, names in self._trigger_by_topic.items():
-                fr, idx = rows[topic]
-                if fr is None:
-                    cols.update((s, np.full(len(ticks), np.nan)) for s in names)
-                    continue
-                known = idx >= 0
-                for s in names:
-                    col = fr[s][np.maximum(idx, 0)].astype(np.float64)
-                    col[~known] = np.nan
-                    cols[s] = col
-            for m in self._trigger_metrics:
-                j = self._metric_col.get(m)
-                if j is None or len(self._metric_t) == 0:
-                    cols[m] = np.full(len(ticks), np.nan)
-                else:
-                    cols[m] = np.where(m_idx >= 0, self._metric_v[np.maximum(m_idx, 0), j], np.nan)
-            fired = self._engine.evaluate_batch(ticks, cols)
-        self._counters["trigger_ticks"] += len(ticks)
-        self._counters["triggers_fired"] += len(fired)
-        return fired
+        cols: dict[str, np.ndarray] = {}
+        for topic, names in self._trigger_by_topic.items():
+            fr, idx = rows[topic]
+            if fr is None:
+                cols.update((s, np.full(len(ticks), np.nan)) for s in names)
+                continue
+            known = idx >= 0
+            for s in names:
+                col = fr[s][np.maximum(idx, 0)].astype(np.float64)
+                col[~known] = np.nan
+                cols[s] = col
+        for m in self._trigger_metrics:
+            j = self._metric_col.get(m)
+            if j is None or len(self._metric_t) == 0:
+                cols[m] = np.full(len(ticks), np.nan)
+            else:
+                cols[m] = np.where(m_idx >= 0, self._metric_v[np.maximum(m_idx, 0), j], np.nan)
+        return self._engine.evaluate_batch(ticks, cols)
 
     def _trim(self) -> None:
         keep = []
