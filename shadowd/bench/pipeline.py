@@ -9,7 +9,10 @@ newest frame. Three service modes run one after the other, each for ``--seconds`
 
 * ``drain_only`` (peer): read the rings and nothing else -- the floor of any consumer;
 * ``core``: everything but the model's own inference -- requests are answered by a numpy
-  hold-last stand-in so divergence scoring and the trigger engine still run;
+  hold-last stand-in so divergence scoring and the trigger engine still run. The stand-in's
+  own thread CPU is measured around each call (``predictor_cpu_pct``: it is inference, done
+  in numpy) and ``cpu_pct_besides_model`` is the process CPU less it: the figure the target is
+  on;
 * ``core_model``: the same with the reference ONNX model in the runner's async worker thread.
 
 Reported per mode: CPU of the service process (all its threads) per second of driving, as %
@@ -150,7 +153,7 @@ def _run_mode(mode: str, seconds: float, tmp: str) -> dict:
         lat_ns: list[tuple[int, int]] = []  # (frame write -> loop running, -> tick evaluated)
         frames_read = 0
         wakeups = 0
-        cpu_ns = {"read_push": 0, "advance": 0}
+        cpu_ns = {"read_push": 0, "advance": 0, "predictor": 0}
         gc.collect()
         gc.freeze()  # setup objects (model, DBCs, numpy) never need scanning again
         r0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -200,7 +203,10 @@ def _run_mode(mode: str, seconds: float, tmp: str) -> dict:
             reqs = [e for e in out if isinstance(e, InferenceRequest)]
             if mode == "core":
                 for r in reqs:
-                    core.submit(r, hold(r))
+                    c2 = time.thread_time_ns()
+                    pred = hold(r)  # the inference stand-in: its CPU is the model's, not the service's
+                    cpu_ns["predictor"] += time.thread_time_ns() - c2
+                    core.submit(r, pred)
             elif reqs or runner._worker is not None:
                 for r, p in runner.run(reqs):
                     core.submit(r, p)
@@ -214,7 +220,12 @@ def _run_mode(mode: str, seconds: float, tmp: str) -> dict:
         res = {"driven_s": round(wall_s, 3), "frames_read": frames_read,
                "frames_per_s": round(frames_read / wall_s, 1), "wakeups_per_s": round(wakeups / wall_s, 1),
                "cpu_pct_of_one_core": round(100 * cpu_s / wall_s, 3),
-               "loop_cpu_pct": {k: round(100 * v / 1e9 / wall_s, 3) for k, v in cpu_ns.items()}}
+               "loop_cpu_pct": {k: round(100 * v / 1e9 / wall_s, 3) for k, v in cpu_ns.items() if k != "predictor"}}
+        if mode == "core":
+            # the stand-in predictor replaces inference; the service's own share excludes it
+            predictor_pct = 100 * cpu_ns["predictor"] / 1e9 / wall_s
+            res["predictor_cpu_pct"] = round(predictor_pct, 3)
+            res["cpu_pct_besides_model"] = round(100 * cpu_s / wall_s - predictor_pct, 3)
         if lat_ns:
             lat = np.array(lat_ns) / 1e6
             # the whole latency, and its two parts: the wake-up (the frame is in the ring, the
@@ -261,7 +272,7 @@ def run(args) -> dict:
     out["targets"] = {"cpu_pct_besides_model": 2.0, "frame_to_trigger_p99_ms": 1.0}
     if "core" in out:
         c = out["core"]
-        out["targets"]["met"] = bool(c["cpu_pct_of_one_core"] < 2.0 and c.get("frame_to_trigger_ms", {}).get("p99", 99) < 1.0)
+        out["targets"]["met"] = bool(c["cpu_pct_besides_model"] < 2.0 and c.get("frame_to_trigger_ms", {}).get("p99", 99) < 1.0)
         # what this code controls: the latency after the loop runs (the wake-up is the OS's)
         out["targets"]["processing_p99_ms"] = c.get("processing_ms", {}).get("p99")
     return out
