@@ -144,6 +144,10 @@ class _Buffer:
         k = int(np.searchsorted(self.t, t_ns, side="left")) - 1
         if k > 0:
             self._start += k
+            first = int(self._t[self._start])
+            recent = self.recent
+            while recent and recent[0][0] < first:  # no tuple of a frame no longer held
+                recent.popleft()
 
 
 class ShadowCore:

@@ -188,3 +188,31 @@ def test_an_answer_after_its_history_is_gone_is_counted_not_scored(vehicle20):
     out = core.advance(int(vehicle20["t_ns"][-1]))
     assert not any(isinstance(e, Divergence) and e.t_ns == reqs[0].t_ns for e in out)
     assert core.stats()["predictions_unscorable"] == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(1, 40), min_size=1, max_size=60), min_size=1, max_size=12),
+       st.lists(st.floats(-0.1, 1.1), min_size=1, max_size=20))
+def test_a_buffers_tuple_reads_match_a_search_over_its_frames(pushes, queries):
+    """``_Buffer.row_at`` (the tick path: the newest rows kept as tuples, a search behind them)
+    gives the zero-order hold a search over all the frames gives, whatever the push sizes."""
+    from shadowd.core.pipeline import _Buffer
+
+    buf = _Buffer(VEHICLE.dtype)
+    t = 0
+    for sizes in pushes:
+        steps = np.cumsum(sizes)
+        frames = np.zeros(len(steps), VEHICLE.dtype)
+        frames["t_ns"] = t + steps
+        frames["speed_mps"] = (t + steps) * 0.5
+        t = int(frames["t_ns"][-1])
+        buf.append(frames, frames.tolist() if len(frames) <= 8 else None)
+        if len(buf) > 50:
+            buf.trim_before(int(buf.t[len(buf) // 2]))
+        all_t = buf.t
+        for frac in queries:  # anywhere from before the oldest held frame to after the newest
+            q = int(all_t[0] + frac * (t - all_t[0])) - 1
+            i = int(np.searchsorted(all_t, q, side="right")) - 1
+            want = None if i < 0 else buf.frames[i].item()
+            assert buf.row_at(q) == want
+        assert buf.last_t == int(all_t[-1])
