@@ -560,7 +560,7 @@ def _read_candump_fast(text: bytes) -> RawLog | None:
                   (pay_len // 2).astype(np.uint8), flags, data, 0)
 
 
-_NATIVE_CANDUMP_ABI = 1
+_NATIVE_CANDUMP_ABI = 2  # 2: shadowd_candump_parse_records
 _native_candump = None  # (ffi, lib) once checked; False when unavailable
 
 

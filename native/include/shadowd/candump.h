@@ -1,5 +1,6 @@
 /*
- * shadowd/candump.h: a parser of candump -L text logs into columns (replay's CAN reader).
+ * shadowd/candump.h: a parser of candump -L text logs into columns or CAN_RAW records (replay's
+ * CAN reader).
  *
  * One line per frame, as `candump -L` writes it:  (SECONDS.FRACTION) CHANNEL ID#DATA
  * (CAN-FD: ID##<flags nibble>DATA). The accepted grammar is exactly the one of the reference
@@ -25,7 +26,15 @@
  *   -EMSGSIZE a payload longer than data_stride (call again with a stride of 64)
  *   -E2BIG    more than 64 distinct channels, or a channel name over 63 bytes: the caller
  *             should use its general parser for such a log
- * Pure function: no allocation, no globals, no I/O; thread-safe.
+ *
+ * shadowd_candump_parse_records: the same parse (same grammar, rows, info and errors but
+ * -EMSGSIZE, which cannot happen) into records laid out as shadowd's CAN_RAW_DTYPE (80 bytes:
+ * t_ns, bus, dlc, flags, can_id, data[64]; shadowd/core/signals.py), so that an array of them is
+ * the can_raw topic as it stands: `bus` holds the channel index (the caller maps channels to
+ * buses in place), data is zero past dlc. Python checks the numpy dtype against this struct
+ * before it uses the function.
+ *
+ * Pure functions: no allocation, no globals, no I/O; thread-safe.
  *
  * Everything between cffi-begin and cffi-end is also the cffi cdef (native/build_ffi.py).
  */
@@ -40,7 +49,7 @@ extern "C" {
 #endif
 
 /* cffi-begin */
-#define SHADOWD_CANDUMP_ABI_VERSION 1
+#define SHADOWD_CANDUMP_ABI_VERSION 2 /* 2: shadowd_candump_parse_records */
 #define SHADOWD_CANDUMP_MAX_CHANNELS 64
 #define SHADOWD_CANDUMP_MAX_CHANNEL_LEN 63
 #define SHADOWD_CANDUMP_DATA_BYTES 64
@@ -59,6 +68,18 @@ int shadowd_candump_abi_version(void);
 int64_t shadowd_candump_parse(const uint8_t *text, size_t len, size_t max_rows, int64_t *t_ns,
 			      uint16_t *channel, uint32_t *can_id, uint8_t *dlc, uint16_t *flags,
 			      uint8_t *data, size_t data_stride, struct shadowd_candump_info *info);
+
+struct shadowd_can_raw {
+	int64_t t_ns;
+	uint8_t bus; /* the channel index (into info->channel) as parsed */
+	uint8_t dlc;
+	uint16_t flags;
+	uint32_t can_id;
+	uint8_t data[64];
+};
+
+int64_t shadowd_candump_parse_records(const uint8_t *text, size_t len, size_t max_rows,
+				      struct shadowd_can_raw *records, struct shadowd_candump_info *info);
 /* cffi-end */
 
 #ifdef __cplusplus
