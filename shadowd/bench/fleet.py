@@ -442,7 +442,7 @@ def run_real_services(work: Path, services: int, *, timeout_s: float = 120.0, fl
     from ..edges.bundle import generate_keypair, load_private_key, sha256_file, sign_bundle
     from ..edges.model_runner import default_model_path
     from ..edges.mqtt import fleet_topic, publish_bundle
-    from .soak import ServiceProcess, start_producer, stop_process, wait_for
+    from .soak import ServiceProcess, remove_rings, start_producer, stop_process, wait_for
 
     def frame_counts(st: dict) -> dict:
         ing = st["ingest"]
@@ -494,6 +494,8 @@ def run_real_services(work: Path, services: int, *, timeout_s: float = 120.0, fl
         for prod in prods:
             stop_process(prod)
         exit_codes = [svc.stop() for svc in svcs]
+        for svc in svcs:
+            remove_rings(svc.tag)  # rings outlive their producers by design: ~36 MB of /dev/shm each
         broker.stop()
     lat = sorted(applied_s.values())
     return {
