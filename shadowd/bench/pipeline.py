@@ -203,9 +203,9 @@ def _run_mode(mode: str, seconds: float, tmp: str, split: bool = False) -> dict:
                 if newest is not None:  # drain_only: the wake-up alone, the floor of any reader
                     lat_ns.append((running_ns - newest, time.monotonic_ns() - newest))
                 continue
-            ticks_before = core._counters["trigger_ticks"]
+            ticks_before = core.trigger_ticks
             out = core.advance(newest, settle=False)  # requests + the ticks these frames complete
-            if core._counters["trigger_ticks"] > ticks_before:
+            if core.trigger_ticks > ticks_before:
                 lat_ns.append((running_ns - newest, time.monotonic_ns() - newest))
             reqs = [e for e in out if isinstance(e, InferenceRequest)]
             if mode == "core":

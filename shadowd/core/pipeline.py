@@ -553,6 +553,11 @@ class ShadowCore:
                 self._metric_t = self._metric_t[k:]
                 self._metric_v = self._metric_v[k:]
 
+    @property
+    def trigger_ticks(self) -> int:
+        """Trigger ticks evaluated so far (cheap: a wake-up loop reads it every round)."""
+        return self._counters["trigger_ticks"]
+
     def stats(self) -> dict:
         out = dict(self._counters)
         out["buffered_frames"] = {t: len(b) for t, b in self._buffers.items()}

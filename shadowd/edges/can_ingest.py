@@ -160,6 +160,10 @@ class CanIngest:
                 except KeyError:
                     raise DecodeError(f"{platform.source}: perception.messages: {name!r} is not in "
                                       f"{platform.bus(self._perc.bus).dbc}") from None
+            self._perc_msgs = [self._dbcs[pbus].by_id[fid] for fid in self._perc_ids]
+            names = (self._perc.distance, self._perc.lateral, self._perc.rel_speed, self._perc.valid)
+            self._perc_same_layout = all(m.native for m in self._perc_msgs) and len(
+                {(m.length, tuple(m.fields.get(n) for n in names)) for m in self._perc_msgs}) == 1
             k = len(self._perc_ids)
             # per track: last update time, distance, lateral (canonical sign), rel speed, valid
             self._tracks = np.full((5, k), np.nan)
@@ -216,7 +220,13 @@ class CanIngest:
         Returns ``{"vehicle": ..., "perception": ..., "can_raw": ...}`` with the frames this
         chunk completed (arrays may be empty).
         """
-        t_ns = np.asarray(t_ns, np.int64)
+        return self._feed(t_ns, bus, can_id, dlc, data, flags, None)
+
+    def _feed(self, t_ns, bus, can_id, dlc, data, flags, records) -> dict[str, np.ndarray]:
+        """``feed_arrays``; ``records``, when not None, holds the same frames as CAN_RAW_DTYPE
+        records with ``bus`` in their bus column, and becomes the can_raw output (the frames
+        kept, no copy when every frame is)."""
+        t_ns = np.ascontiguousarray(t_ns, np.int64)  # a view of records otherwise: read many times
         n = len(t_ns)
         bus = np.asarray(bus, np.uint8)
         can_id = np.asarray(can_id, np.uint32)
@@ -229,35 +239,57 @@ class CanIngest:
                RAW_TOPIC: np.empty(0, CAN_RAW_DTYPE)}
         if n == 0:
             return out
-        # out-of-order: anything older than the newest frame seen so far is dropped
-        prev = self._newest_ns if self._newest_ns is not None else np.iinfo(np.int64).min
-        running = np.maximum.accumulate(np.concatenate(([prev], t_ns)))[:-1]
-        keep = t_ns >= running
-        err = (flags & _FLAG_ERROR) != 0
-        st.out_of_order += int((~keep).sum())
-        st.error_frames += int((err & keep).sum())
-        keep &= ~err
+        keep = self._keep(t_ns, flags)
         unknown_ch = bus == UNKNOWN_BUS
-        st.unknown_channel += int((unknown_ch & keep).sum())
-        if not keep.all():
-            t_ns, bus, can_id, dlc, flags, data = (a[keep] for a in (t_ns, bus, can_id, dlc, flags, data))
-            unknown_ch = unknown_ch[keep]
+        if keep is not None:
+            st.unknown_channel += np.count_nonzero(unknown_ch & keep)
+            t_ns, bus, can_id, dlc, flags, data, unknown_ch = (
+                a[keep] for a in (t_ns, bus, can_id, dlc, flags, data, unknown_ch))
+            if records is not None:
+                records = records[keep]
+        else:
+            st.unknown_channel += np.count_nonzero(unknown_ch)
         if len(t_ns) == 0:
             return out
         self._newest_ns = int(t_ns[-1])
         self._count_gaps(t_ns, bus)
         if self.emit_raw:
-            raw = np.zeros(len(t_ns), CAN_RAW_DTYPE)
-            raw["t_ns"], raw["bus"], raw["dlc"], raw["flags"], raw["can_id"] = t_ns, bus, dlc, flags, can_id
-            raw["data"][:, : data.shape[1]] = data[:, :CAN_DATA_BYTES]
-            out[RAW_TOPIC] = raw
-        self._count_unknown_ids(bus[~unknown_ch], can_id[~unknown_ch])
-        groups = self._index_rows(bus, can_id)
+            if records is None:
+                records = np.zeros(len(t_ns), CAN_RAW_DTYPE)
+                records["t_ns"], records["bus"], records["dlc"], records["flags"], records["can_id"] = (
+                    t_ns, bus, dlc, flags, can_id)
+                records["data"][:, : data.shape[1]] = data[:, :CAN_DATA_BYTES]
+            out[RAW_TOPIC] = records
+        lut_index = None
+        if self._known_lut is not None or self._id_lut is not None:  # row of the (bus, id) tables
+            lut_index = bus * np.intp(_STD_IDS + 1) + np.minimum(can_id, _STD_IDS)
+        self._count_unknown_ids(bus, can_id, unknown_ch, lut_index)
+        groups = self._index_rows(bus, can_id, lut_index)
         updates = self._decode_vehicle(t_ns, groups, dlc, data)
         out["vehicle"] = self._emit_vehicle(updates, self._newest_ns)
         if self._perc is not None:
             out["perception"] = self._emit_perception(t_ns, groups, dlc, data, self._newest_ns)
         return out
+
+    def _keep(self, t_ns, flags) -> np.ndarray | None:
+        """Counts the frames dropped as out of order (older than the newest frame seen so far)
+        or as error frames; the mask of the others, None when that is every frame."""
+        st = self.stats
+        keep = None
+        newest = self._newest_ns
+        if not ((newest is None or t_ns[0] >= newest) and bool((t_ns[1:] >= t_ns[:-1]).all())):
+            prev = newest if newest is not None else np.iinfo(np.int64).min
+            keep = t_ns >= np.maximum.accumulate(np.concatenate(([prev], t_ns)))[:-1]
+            st.out_of_order += len(t_ns) - np.count_nonzero(keep)
+        err = (flags & _FLAG_ERROR) != 0
+        if err.any():
+            if keep is None:
+                keep = ~err
+                st.error_frames += np.count_nonzero(err)
+            else:
+                st.error_frames += np.count_nonzero(err & keep)
+                keep &= ~err
+        return keep
 
     def flush(self) -> dict[str, np.ndarray]:
         """Emit the ticks at the newest frame's time itself (end of a log)."""
@@ -272,24 +304,24 @@ class CanIngest:
 
     # -- internals -------------------------------------------------------------------------
     def _count_gaps(self, t_ns, bus) -> None:
-        order = np.argsort(bus, kind="stable")  # frames of each bus together, in time order
         counts = np.bincount(bus, minlength=UNKNOWN_BUS + 1)
-        ends = np.cumsum(counts)
-        t_by_bus = t_ns[order]
-        gap = np.diff(t_by_bus) > self.gap_ns
-        for b in np.flatnonzero(counts[:UNKNOWN_BUS]).tolist():
-            lo, hi = int(ends[b] - counts[b]), int(ends[b])
+        present = np.flatnonzero(counts[:UNKNOWN_BUS]).tolist()
+        for b in present:  # a few buses: one mask each (cheaper than sorting the frames by bus)
+            t_bus = t_ns if len(present) == 1 and not counts[UNKNOWN_BUS] else np.compress(bus == b, t_ns)
             last = self._bus_last_ns[b]
-            if last is not None and int(t_by_bus[lo]) - last > self.gap_ns:
+            if last is not None and int(t_bus[0]) - last > self.gap_ns:
                 self.stats.gaps += 1
-            self.stats.gaps += int(gap[lo:hi - 1].sum())
-            self._bus_last_ns[b] = int(t_by_bus[hi - 1])
+            self.stats.gaps += np.count_nonzero(t_bus[1:] - t_bus[:-1] > self.gap_ns)
+            self._bus_last_ns[b] = int(t_bus[-1])
 
-    def _count_unknown_ids(self, bus, can_id) -> None:
-        if len(bus) == 0:
+    def _count_unknown_ids(self, bus, can_id, unknown_ch, lut_index) -> None:
+        """Frames on a mapped bus whose id is not in the bus's DBC."""
+        if self._known_lut is not None:  # the unknown bus's row of the table is all False
+            known = np.count_nonzero(np.take(self._known_lut.reshape(-1), lut_index))
+            self.stats.unknown_id += len(bus) - np.count_nonzero(unknown_ch) - known
             return
-        if self._known_lut is not None:
-            self.stats.unknown_id += int(len(bus) - self._known_lut[bus, np.minimum(can_id, _STD_IDS)].sum())
+        bus, can_id = bus[~unknown_ch], can_id[~unknown_ch]
+        if len(bus) == 0:
             return
         key = bus.astype(np.int64) << 32 | can_id.astype(np.int64)
         uniq, counts = np.unique(key, return_counts=True)
@@ -297,13 +329,16 @@ class CanIngest:
             if (k & 0xFFFFFFFF) not in self._dbcs[k >> 32].by_id:
                 self.stats.unknown_id += c
 
-    def _index_rows(self, bus, can_id) -> dict[int, np.ndarray]:
+    def _index_rows(self, bus, can_id, lut_index=None) -> dict[int, np.ndarray]:
         """Rows of each decoded message (``bus << 32 | frame id`` -> ascending row indices),
-        in one pass over the frames instead of one comparison pass per message."""
+        in one pass over the frames instead of one comparison pass per message.
+        ``lut_index``: ``bus * (_STD_IDS + 1) + min(can_id, _STD_IDS)`` when already computed."""
         if len(bus) == 0 or len(self._wanted_keys) == 0:
             return {}
         if self._id_lut is not None:  # every decoded id is a standard one: a table lookup
-            which = self._id_lut[bus, np.minimum(can_id, _STD_IDS)]
+            if lut_index is None:
+                lut_index = bus * np.intp(_STD_IDS + 1) + np.minimum(can_id, _STD_IDS)
+            which = np.take(self._id_lut.reshape(-1), lut_index)
         else:
             keys = self._wanted_keys
             key = (bus.astype(np.int64) << 32) | can_id.astype(np.int64)
@@ -321,10 +356,28 @@ class CanIngest:
         sel = groups.get((b << 32) | msg.frame_id)
         if sel is None:
             return np.empty(0, np.intp)
-        short = dlc[sel] < msg.length
-        long_ = dlc[sel] > msg.length
-        self.stats.wrong_length += int(short.sum() + long_.sum())
-        return sel[~short]
+        length = dlc[sel]
+        wrong = np.count_nonzero(length != msg.length)
+        if wrong == 0:
+            return sel
+        self.stats.wrong_length += wrong
+        return np.compress(length >= msg.length, sel)
+
+    def _decode_tracks(self, sels, data) -> list[dict[str, np.ndarray] | None]:
+        """The perception signals of each track message's rows ``sels`` (None for no rows): in
+        one decode when every track message has the same layout of them (radar arrays do)."""
+        p = self._perc
+        names = [p.distance, p.lateral, p.rel_speed, p.valid]
+        if not self._perc_same_layout:
+            return [msg.decode(_take_rows(data, sel), names) if len(sel) else None
+                    for msg, sel in zip(self._perc_msgs, sels)]
+        sizes = [len(sel) for sel in sels]
+        if not any(sizes):
+            return [None] * len(sels)
+        phys = self._perc_msgs[0].decode(_take_rows(data, np.concatenate(sels)), names)
+        cuts = np.cumsum(sizes)[:-1]
+        parts = {name: np.split(phys[name], cuts) for name in names}
+        return [{name: parts[name][i] for name in names} if size else None for i, size in enumerate(sizes)]
 
     def _decode_vehicle(self, t_ns, groups, dlc, data) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         updates = {}
@@ -333,7 +386,7 @@ class CanIngest:
             if len(sel) == 0:
                 continue
             names = sorted({s for m in route.mappings for s in m.sources})
-            phys = route.msg.decode(data[sel], names)
+            phys = route.msg.decode(_take_rows(data, sel), names)
             self.stats.frames_decoded += len(sel)
             for m in route.mappings:
                 vals = m.apply([phys[s] for s in m.sources])
@@ -385,39 +438,33 @@ class CanIngest:
     def _emit_perception(self, t_ns, groups, dlc, data, t_end_ns: int) -> np.ndarray:
         p = self._perc
         k = len(self._perc_ids)
+        sels = [self._rows(groups, dlc, self._perc_bus, msg) for msg in self._perc_msgs]
         per_track = []
-        for i, fid in enumerate(self._perc_ids):
-            msg = self._dbcs[self._perc_bus].by_id[fid]
-            sel = self._rows(groups, dlc, self._perc_bus, msg)
-            if len(sel) == 0:
+        for sel, phys in zip(sels, self._decode_tracks(sels, data)):
+            if phys is None:
                 per_track.append(None)
                 continue
-            phys = msg.decode(data[sel], [p.distance, p.lateral, p.rel_speed, p.valid])
             self.stats.frames_decoded += len(sel)
-            per_track.append((t_ns[sel], phys))
-            if self._perc_start_ns is None or t_ns[sel][0] < self._perc_start_ns:
-                if self._perc_start_ns is None:
-                    self._perc_start_ns = int(t_ns[sel][0])
+            tt = t_ns[sel]
+            # per track: update times, distance, lateral (canonical sign), rel speed, valid
+            per_track.append(np.stack((tt, phys[p.distance], phys[p.lateral] * p.lateral_sign,
+                                       phys[p.rel_speed], phys[p.valid])))
+            if self._perc_start_ns is None:
+                self._perc_start_ns = int(tt[0])
         if self._perc_start_ns is None:
             return np.empty(0, PERCEPTION.dtype)
         ticks = self._per_grid.ticks_before(t_end_ns, self._perc_start_ns)
         nt = len(ticks)
         cols = np.empty((5, nt, k))
-        cols[:] = self._tracks[:, None, :]
         for i, tr in enumerate(per_track):
             if tr is None:
+                cols[:, :, i] = self._tracks[:, i, None]
                 continue
-            tt, phys = tr
-            idx = np.searchsorted(tt, ticks, side="right") - 1
-            has = idx >= 0
-            j = np.maximum(idx, 0)
-            cols[0, has, i] = tt[j][has]
-            cols[1, has, i] = phys[p.distance][j][has]
-            cols[2, has, i] = phys[p.lateral][j][has] * p.lateral_sign
-            cols[3, has, i] = phys[p.rel_speed][j][has]
-            cols[4, has, i] = phys[p.valid][j][has]
-            self._tracks[:, i] = (tt[-1], phys[p.distance][-1], phys[p.lateral][-1] * p.lateral_sign,
-                                  phys[p.rel_speed][-1], phys[p.valid][-1])
+            idx = np.searchsorted(tr[0], ticks, side="right") - 1
+            first = int(np.searchsorted(idx, 0))  # ticks before the first update keep the last state
+            cols[:, :first, i] = self._tracks[:, i, None]
+            cols[:, first:, i] = tr[:, idx[first:]]
+            self._tracks[:, i] = tr[:, -1]
         frames = np.zeros(nt, PERCEPTION.dtype)
         frames["t_ns"] = ticks
         if nt:
@@ -435,11 +482,26 @@ class CanIngest:
         return frames
 
 
+def _take_rows(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``data[rows]`` of (N, W) uint8 payloads, a whole row per element (numpy's 2-D fancy
+    indexing copies byte by byte, ~6x slower, more on rows of records)."""
+    if data.ndim != 2 or data.strides[1] != 1 or data.shape[1] == 0:
+        return data[rows]
+    width = data.shape[1]
+    return data.view(np.dtype((np.void, width)))[:, 0][rows].view(np.uint8).reshape(len(rows), width)
+
+
 # -- log files ---------------------------------------------------------------------------------
 
 @dataclass
 class RawLog:
-    """A CAN log as columns. ``channel`` indexes ``channels``."""
+    """A CAN log as columns. ``channel`` indexes ``channels``.
+
+    ``records``: the same frames as CAN_RAW_DTYPE records (bus column = ``channel``) when the
+    reader made them (the C candump parser); the other columns but ``channel`` are then views
+    of them. ``decode_raw_log`` takes them over as its can_raw topic (no copy; the field is
+    None afterwards), so that topic array shares its memory with this log's columns.
+    """
 
     t_ns: np.ndarray
     channel: np.ndarray
@@ -449,6 +511,7 @@ class RawLog:
     flags: np.ndarray
     data: np.ndarray  # (N, width) uint8
     malformed_lines: int = 0
+    records: np.ndarray | None = None
 
 
 _CANDUMP_RE = re.compile(rb"^\s*\((\d+)\.(\d+)\)\s+(\S+)\s+([0-9A-Fa-f]{1,8})#(#?)([0-9A-Fa-f.]*)\s*$")
@@ -583,32 +646,70 @@ def _native_parser():
     return _native_candump or None
 
 
+def _records_match(ffi) -> bool:
+    """CAN_RAW_DTYPE has the layout of C's ``struct shadowd_can_raw`` (same fields, offsets,
+    types and size), so the C parser can write the can_raw records in place."""
+    global _records_layout
+    if _records_layout is None:
+        ctype = ffi.typeof("struct shadowd_can_raw")
+        fields = [(name, f.offset, f.type) for name, f in ctype.fields]
+        ok = CAN_RAW_DTYPE.itemsize == ffi.sizeof(ctype) and [f[0] for f in fields] == list(CAN_RAW_DTYPE.names)
+        for name, offset, ftype in fields if ok else ():
+            want, at = CAN_RAW_DTYPE.fields[name][:2]
+            item = ftype.item if ftype.kind == "array" else ftype
+            got = np.dtype(_C_INTS.get(item.cname, "V"))
+            if ftype.kind == "array":
+                got = np.dtype((got, (ftype.length,)))
+            ok = ok and at == offset and want == got
+        if not ok:
+            log.warning("CAN_RAW_DTYPE differs from the C parser's struct shadowd_can_raw; "
+                        "reading candump logs into columns and copying them (slower)")
+        _records_layout = ok
+    return _records_layout
+
+
+_C_INTS = {"int64_t": np.int64, "uint8_t": np.uint8, "uint16_t": np.uint16, "uint32_t": np.uint32}
+_records_layout: bool | None = None  # _records_match's answer once checked
+
+
 def _read_candump_native(text: bytes) -> RawLog | None:
     """candump -L text through the C parser; None when it is not built or the log has more
     channels than it tracks (the Python parser takes those). Same result as ``_read_candump_py``
-    (tests/ingest compares them on the real log and on malformed lines)."""
+    (tests/ingest compares them on the real log and on malformed lines), with ``records`` when
+    CAN_RAW_DTYPE matches the C struct (else the columns are parsed and records left None)."""
     native = _native_parser()
     if native is None:
         return None
     ffi, lib = native
     cap = len(text) // 10 + 1  # the shortest valid line is 11 bytes with its newline (candump.h)
-    t_ns = np.empty(cap, np.int64)  # large np.empty is mmap'd lazily: only rows written cost
-    chan = np.empty(cap, np.uint16)
-    can_id = np.empty(cap, np.uint32)
-    dlc = np.empty(cap, np.uint8)
-    flags = np.empty(cap, np.uint16)
     info = ffi.new("struct shadowd_candump_info *")
-    for stride in (8, lib.SHADOWD_CANDUMP_DATA_BYTES):  # classic CAN first; CAN-FD logs go again
-        data = np.empty((cap, stride), np.uint8)
-        rows = lib.shadowd_candump_parse(
-            ffi.from_buffer("uint8_t[]", text), len(text), cap, ffi.from_buffer("int64_t[]", t_ns),
-            ffi.from_buffer("uint16_t[]", chan), ffi.from_buffer("uint32_t[]", can_id),
-            ffi.from_buffer("uint8_t[]", dlc), ffi.from_buffer("uint16_t[]", flags),
-            ffi.from_buffer("uint8_t[]", data), stride, info)
-        if rows != -errno.EMSGSIZE:
-            break
-    if rows < 0:
-        return None  # -E2BIG: channels the C table cannot hold (the Python parser takes them)
+    if _records_match(ffi):
+        records = np.empty(cap, CAN_RAW_DTYPE)  # mmap'd lazily: only the rows written cost memory
+        rows = lib.shadowd_candump_parse_records(
+            ffi.from_buffer("uint8_t[]", text), len(text), cap,
+            ffi.cast("struct shadowd_can_raw *", ffi.from_buffer(records)), info)
+        if rows < 0:
+            return None  # -E2BIG: channels the C table cannot hold (the Python parser takes them)
+        records = records[:rows]
+        chan, cols = records["bus"], tuple(records[k] for k in ("t_ns", "can_id", "dlc", "flags"))
+        data = records["data"]
+    else:
+        cols = (np.empty(cap, np.int64), np.empty(cap, np.uint32), np.empty(cap, np.uint8), np.empty(cap, np.uint16))
+        chan = np.empty(cap, np.uint16)
+        t_ns, can_id, dlc, flags = cols
+        for stride in (8, lib.SHADOWD_CANDUMP_DATA_BYTES):  # classic CAN first; CAN-FD logs go again
+            data = np.empty((cap, stride), np.uint8)
+            rows = lib.shadowd_candump_parse(
+                ffi.from_buffer("uint8_t[]", text), len(text), cap, ffi.from_buffer("int64_t[]", t_ns),
+                ffi.from_buffer("uint16_t[]", chan), ffi.from_buffer("uint32_t[]", can_id),
+                ffi.from_buffer("uint8_t[]", dlc), ffi.from_buffer("uint16_t[]", flags),
+                ffi.from_buffer("uint8_t[]", data), stride, info)
+            if rows != -errno.EMSGSIZE:
+                break
+        if rows < 0:
+            return None  # -E2BIG, as above
+        # views of the columns: the pages past ``rows`` were never touched, so they cost no memory
+        chan, cols, data, records = chan[:rows], tuple(c[:rows] for c in cols), data[:rows], None
     if rows == 0:
         return RawLog(np.empty(0, np.int64), np.empty(0, np.uint16), [], np.empty(0, np.uint32),
                       np.empty(0, np.uint8), np.empty(0, np.uint16), np.zeros((0, 8), np.uint8),
@@ -618,11 +719,15 @@ def _read_candump_native(text: bytes) -> RawLog | None:
     order = sorted(range(len(names)), key=lambda i: names[i])
     remap = np.empty(len(names), np.uint16)
     remap[order] = np.arange(len(names), dtype=np.uint16)
-    width = max(1, int(info.max_dlc))
-    # views of the columns: the pages past ``rows`` were never touched, so they cost no memory
-    return RawLog(t_ns[:rows], remap[chan[:rows]], [names[i].decode() for i in order],
-                  can_id[:rows], dlc[:rows], flags[:rows],
-                  np.ascontiguousarray(data[:rows, :width]), int(info.malformed_lines))
+    channel = np.take(remap, chan)
+    if records is not None and order != sorted(order):
+        records["bus"] = channel  # the bus column holds the channel until decode_raw_log maps it
+    data = data[:, : max(1, int(info.max_dlc))]
+    if records is None:
+        data = np.ascontiguousarray(data)
+    t_ns, can_id, dlc, flags = cols
+    return RawLog(t_ns, channel, [names[i].decode() for i in order], can_id, dlc, flags, data,
+                  int(info.malformed_lines), records)
 
 
 def _map_candump(path: Path) -> RawLog | None:
@@ -726,8 +831,12 @@ def decode_raw_log(raw: RawLog, platform: Platform, *, emit_raw: bool = True) ->
     ing = CanIngest(platform, emit_raw=emit_raw)
     ing.stats.malformed_lines = raw.malformed_lines
     bus_of_channel = np.array([ing.channel_bus(c) for c in raw.channels] or [UNKNOWN_BUS], np.uint8)
-    out = ing.feed_arrays(raw.t_ns, bus_of_channel[raw.channel] if len(raw.t_ns) else np.empty(0, np.uint8),
-                          raw.can_id, raw.dlc, raw.data, raw.flags)
+    bus = np.take(bus_of_channel, raw.channel) if len(raw.t_ns) else np.empty(0, np.uint8)
+    records = None
+    if emit_raw and raw.records is not None:  # taken over as the can_raw topic (RawLog's doc)
+        records, raw.records = raw.records, None
+        records["bus"] = bus
+    out = ing._feed(raw.t_ns, bus, raw.can_id, raw.dlc, raw.data, raw.flags, records)
     tail = ing.flush()
     for k, v in tail.items():
         out[k] = np.concatenate([out[k], v])
