@@ -1,8 +1,8 @@
 """cffi build of ``shadowd._native`` (out-of-line API mode) from native/.
 
 Not installed (the cryptography ``_cffi_src`` model): setup.py names it in ``cffi_modules``.
-The cdef is the part of each header (include/shadowd/ring.h, include/shadowd/candump.h,
-include/shadowd/score.h) between the ``cffi-begin`` and ``cffi-end`` markers, so the headers are
+The cdef is the part of each header (include/shadowd/ring.h, candump.h, score.h, window.h)
+between the ``cffi-begin`` and ``cffi-end`` markers, so the headers are
 the one declaration of the API (cryptography's padding.h model); the sources are compiled into
 the extension, nothing is linked from the system but libm. shadowd/ring.py stays the only
 importer of the module (one place for the ABI handshake); the wrappers of the candump parser
@@ -19,8 +19,8 @@ from cffi import FFI
 
 NATIVE = pathlib.Path(__file__).resolve().parent
 HEADER = NATIVE / "include" / "shadowd" / "ring.h"
-HEADERS = [HEADER, NATIVE / "include" / "shadowd" / "candump.h", NATIVE / "include" / "shadowd" / "score.h"]
-SOURCES = [NATIVE / "src" / "ring.c", NATIVE / "src" / "candump.c", NATIVE / "src" / "score.c"]
+HEADERS = [HEADER, *(NATIVE / "include" / "shadowd" / f"{h}.h" for h in ("candump", "score", "window"))]
+SOURCES = [NATIVE / "src" / f"{c}.c" for c in ("ring", "candump", "score", "window")]
 
 
 def cdef_text(header: pathlib.Path = HEADER) -> str:

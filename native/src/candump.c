@@ -69,6 +69,8 @@ static inline int is_digit(uint8_t c)
 	return (unsigned)(c - '0') < 10;
 }
 
+static const int64_t POW10[10] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000};
+
 enum { LINE_BLANK = 0, LINE_OK = 1, LINE_BAD = -1 };
 
 struct line {
@@ -130,8 +132,8 @@ ALWAYS_INLINE const uint8_t *parse_line(const uint8_t *s, const uint8_t *end, co
 	}
 	if (s == d0 || c != ')')
 		goto bad;
-	for (ptrdiff_t nfrac = s - d0; nfrac < 9; nfrac++)
-		frac *= 10;
+	if (s - d0 < 9)
+		frac *= POW10[9 - (s - d0)];
 	if (too_big || (sec == SEC_MAX && frac > FRAC_AT_SEC_MAX))
 		goto bad;
 	/* ws+ CHANNEL ws+ */
@@ -226,12 +228,19 @@ bad:
 #undef AT
 
 /* The channel table: info's names plus, for names of up to 8 bytes, their first-8-byte keys
- * (one compare instead of a byte loop; a log has a few channels, interleaved). */
+ * and a hash table over (key, length) (a log's few channels come interleaved: one probe and
+ * no compare loop whose exit depends on which channel it is). */
+#define SLOTS 128 /* > 2 * SHADOWD_CANDUMP_MAX_CHANNELS: probing always finds an empty slot */
 struct channels {
 	struct shadowd_candump_info *info;
 	uint64_t key[SHADOWD_CANDUMP_MAX_CHANNELS];
-	int last;
+	uint8_t slot[SLOTS]; /* channel index + 1, 0 = empty */
 };
+
+static inline unsigned slot_of(uint64_t key, size_t len)
+{
+	return (unsigned)(((key ^ len) * 0x9E3779B97F4A7C15ULL) >> 57); /* Fibonacci hashing, 7 bits */
+}
 
 /* Index of the line's channel in the table, adding it when new; -E2BIG when it cannot. */
 static inline int channel_index(struct channels *t, const struct line *ln)
@@ -241,16 +250,17 @@ static inline int channel_index(struct channels *t, const struct line *ln)
 	size_t len = ln->channel_len;
 	while (len > 0 && name[len - 1] == '\0')
 		len--; /* trailing NULs are not part of a name (as numpy's bytes arrays hold names) */
+	unsigned h = 0;
 	if (len <= 8) { /* NUL bytes add nothing to the key: it is the stripped name's key */
-		if (t->last >= 0 && t->key[t->last] == ln->channel_key && info->channel_len[t->last] == len)
-			return t->last;
-		for (uint32_t i = 0; i < info->n_channels; i++)
+		for (h = slot_of(ln->channel_key, len); t->slot[h]; h = (h + 1) % SLOTS) {
+			int i = t->slot[h] - 1;
 			if (t->key[i] == ln->channel_key && info->channel_len[i] == len)
-				return t->last = (int)i;
+				return i;
+		}
 	} else {
 		for (uint32_t i = 0; i < info->n_channels; i++)
 			if (info->channel_len[i] == len && memcmp(info->channel[i], name, len) == 0)
-				return t->last = (int)i;
+				return (int)i;
 	}
 	if (len > SHADOWD_CANDUMP_MAX_CHANNEL_LEN || info->n_channels >= SHADOWD_CANDUMP_MAX_CHANNELS)
 		return -E2BIG;
@@ -259,7 +269,9 @@ static inline int channel_index(struct channels *t, const struct line *ln)
 	info->channel[i][len] = '\0';
 	info->channel_len[i] = (uint8_t)len;
 	t->key[i] = ln->channel_key;
-	return t->last = (int)i;
+	if (len <= 8)
+		t->slot[h] = (uint8_t)(i + 1);
+	return (int)i;
 }
 
 /* Where accepted lines go: the columns of shadowd_candump_parse, or records. */
@@ -280,7 +292,7 @@ ALWAYS_INLINE int64_t parse_text(const uint8_t *text, size_t len, const struct s
 				 struct shadowd_candump_info *info, const int records)
 {
 	memset(info, 0, sizeof(*info));
-	struct channels table = {.info = info, .last = -1};
+	struct channels table = {.info = info};
 	const uint8_t *p = text, *end = text + len;
 	/* lines that start before `tail` end in a terminator inside the text: they are parsed
 	 * without bounds checks; the last line, when unterminated, with them */
@@ -321,11 +333,7 @@ ALWAYS_INLINE int64_t parse_text(const uint8_t *text, size_t len, const struct s
 			out->can_id[rows] = ln.can_id;
 			out->dlc[rows] = ln.dlc;
 			out->flags[rows] = ln.flags;
-			uint8_t *row = out->data + rows * out->data_stride;
-			if (out->data_stride == 8)
-				memcpy(row, data, 8);
-			else
-				memcpy(row, data, out->data_stride);
+			memcpy(out->data + rows * out->data_stride, data, out->data_stride);
 		}
 		if (ln.dlc > info->max_dlc)
 			info->max_dlc = ln.dlc;

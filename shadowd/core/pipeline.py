@@ -150,6 +150,41 @@ class _Buffer:
                 recent.popleft()
 
 
+_NATIVE_WINDOW_ABI = 1
+_WINDOW_TYPES = {"<f4": 0, "<f8": 1, "|u1": 2, "|i1": 3, "|b1": 2, "<u2": 4, "<i2": 5, "<u4": 6, "<i4": 7}
+"""numpy field type -> SHADOWD_WINDOW_* (native/include/shadowd/window.h)."""
+
+
+def _window_plan(sources, n_signals: int):
+    """``(ffi, lib, [(topic, frame size, n fields, offsets, types, linear, out columns)])``
+    for the C model-window sampler (native/src/window.c), or None when it is not built or a
+    field or interpolation is one it does not take (the numpy path samples those)."""
+    try:
+        from ..ring import native_part  # the one importer of the native module (lazily: core stays pure)
+    except ImportError:
+        return None
+    native = native_part("shadowd_window_abi_version", _NATIVE_WINDOW_ABI, "model-window sampler")
+    if native is None:
+        return None
+    ffi, lib = native
+    plans = []
+    for topic, signals in sources:
+        dtype = frame_dtype(topic)
+        offsets, types, linear, cols = [], [], [], []
+        for j, s, interp in signals:
+            field, offset = dtype.fields[s][0], dtype.fields[s][1]
+            code = _WINDOW_TYPES.get(field.str)
+            if code is None or field.shape or interp not in ("linear", "zoh") or j >= n_signals:
+                return None
+            offsets.append(offset)
+            types.append(code)
+            linear.append(1 if interp == "linear" else 0)
+            cols.append(j)
+        plans.append((topic, dtype.itemsize, len(signals), ffi.new("size_t[]", offsets), ffi.new("int[]", types),
+                      ffi.new("int[]", linear), ffi.new("size_t[]", cols)))
+    return ffi, lib, plans
+
+
 class ShadowCore:
     """See the module docstring. Not thread-safe: one caller drives it."""
 
@@ -178,12 +213,14 @@ class ShadowCore:
             for j, s in enumerate(contract.signals):
                 by_topic.setdefault(SIGNALS[s][0].name, []).append((j, s, contract.interp[s]))
             self._window_sources = sorted(by_topic.items())
+            self._window_native = _window_plan(self._window_sources, len(contract.signals))
             self._offsets_ns = contract.window_offsets_ns()
             self._horizon_ns = int(round(contract.horizon_s * 1e9))
             self._model_topics = sorted({SIGNALS[s][0].name for s in contract.signals})
         else:
             self._req_ns, self._offsets_ns, self._horizon_ns, self._model_topics = 0, np.zeros(1, np.int64), 0, []
             self._window_sources = []
+            self._window_native = None
         self._next_req: int | None = None
         # request t_ns -> [count, advance call that emitted it, given up waiting for it]
         self._outstanding: dict[int, list] = {}
@@ -359,12 +396,22 @@ class ShadowCore:
         c = self.contract
         win = np.empty((len(ticks), len(self._offsets_ns), len(c.signals)), np.float32)
         instants, gather = lattice(ticks, self._offsets_ns)  # shared by every input signal
-        for topic, signals in self._window_sources:
-            buf = self._buffers[topic]
-            frames = buf.frames
-            sampled = sample_many(buf.t, [(frames[s], interp) for _, s, interp in signals], instants)
-            for (j, _, _), values in zip(signals, sampled):
-                win[:, :, j] = values if gather is None else values[gather]
+        if gather is None and self._window_native is not None:
+            # a service wake-up's request (or windows on no common step): one C call per topic
+            # samples its signals straight from the buffered frames (align.sample's values)
+            ffi, lib, plans = self._window_native
+            queries = ffi.from_buffer("int64_t[]", instants)
+            out = ffi.from_buffer("float[]", win)
+            for topic, frame_size, n_fields, offsets, types, linear, cols in plans:
+                buf = self._buffers[topic]
+                rc = lib.shadowd_window_sample(len(buf), ffi.from_buffer("int64_t[]", buf.t),
+                                               ffi.from_buffer("uint8_t[]", buf.frames.view(np.uint8)), frame_size,
+                                               n_fields, offsets, types, linear, instants.size, queries, out,
+                                               len(c.signals), cols)
+                if rc != 0:  # the plan checked every argument: a bug, not bad input
+                    raise RuntimeError(f"shadowd_window_sample failed ({rc})")
+        else:
+            self._sample_windows(win, instants, gather)
         bad = np.isnan(win).any(axis=(1, 2)).tolist()
         out = []
         for i, t in enumerate(ticks.tolist()):
@@ -376,6 +423,16 @@ class ShadowCore:
             entry[0] += 1
         self._counters["requests"] += len(out)
         return out
+
+    def _sample_windows(self, win: np.ndarray, instants: np.ndarray, gather: np.ndarray | None) -> None:
+        """Model windows in numpy (``align.sample_many``): replay's batches (many windows on a
+        shared lattice), and the reference of the C sampler."""
+        for topic, signals in self._window_sources:
+            buf = self._buffers[topic]
+            frames = buf.frames
+            sampled = sample_many(buf.t, [(frames[s], interp) for _, s, interp in signals], instants)
+            for (j, _, _), values in zip(signals, sampled):
+                win[:, :, j] = values if gather is None else values[gather]
 
     def _score(self, now_ns: int) -> list[Divergence]:
         if not self._to_score or self._bin_end(self._score_due_ns) > now_ns:

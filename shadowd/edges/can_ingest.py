@@ -88,6 +88,7 @@ class _Route:
     bus: int
     msg: object  # CompiledMessage
     mappings: list = field(default_factory=list)
+    names: list = field(default_factory=list)  # the signals of msg the mappings read, sorted
 
 
 class _Grid:
@@ -108,6 +109,56 @@ class _Grid:
         ticks = np.arange(first, t_end_ns, p, dtype=np.int64)
         self.next_tick = int(ticks[-1]) + p
         return ticks
+
+    def seen_by(self, ticks: np.ndarray, times: np.ndarray, group: np.ndarray | None = None,
+                n_groups: int = 1) -> np.ndarray:
+        """How many of ``times`` are at or before each tick of ``ticks`` (from ``ticks_before``),
+        per group of times (``group[j]`` in ``0..n_groups-1``, all 0 when None): (n_groups,
+        len(ticks)), ``np.searchsorted(times_of_group, ticks, "right")`` for ascending times,
+        counted in linear time since tick i is ``ticks[0] + i * period``."""
+        n = len(ticks)
+        if (group is None and min(n, len(times)) <= 64  # few: a binary search costs less
+                or n == 0 or len(times) == 0
+                or max(abs(int(times.min()) - int(ticks[0])), abs(int(times.max()) - int(ticks[0]))) >= 1 << 62):
+            seen = np.empty((n_groups, n), np.intp)
+            for g in range(n_groups):
+                seen[g] = np.searchsorted(times if group is None else times[group == g], ticks, side="right")
+            return seen
+        p = self.period_ns
+        # times[j] <= ticks[0] + i * p  <=>  i >= ceil((times[j] - ticks[0]) / p)
+        due = (times - (int(ticks[0]) - p + 1)) // p
+        np.minimum(np.maximum(due, 0, out=due), n, out=due)  # (np.clip's wrapper costs more)
+        if group is not None:
+            due += group * (n + 1)
+        counts = np.bincount(due, minlength=n_groups * (n + 1)).reshape(n_groups, n + 1)
+        return np.cumsum(counts[:, :n], axis=1)
+
+
+@lru_cache(maxsize=16)
+def _lookup_tables(dbcs: tuple[str, ...], wanted: tuple[int, ...]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``CanIngest``'s (bus, id) tables for the buses' DBC files and the sorted decoded
+    ``bus << 32 | id`` keys: (known, index), each None when an id is past the standard range."""
+    known = index = None
+    by_id = [_load_dbc(path).by_id for path in dbcs]
+    if all(i < _STD_IDS for d in by_id for i in d):
+        known = np.zeros((256, _STD_IDS + 1), np.bool_)
+        for bi, d in enumerate(by_id):
+            known[bi, list(d)] = True
+        known.flags.writeable = False
+    if all((k & 0xFFFFFFFF) < _STD_IDS for k in wanted) and len(wanted) < 2**15:
+        # ids past the standard range land in the last column, which holds -1
+        index = np.full((256, _STD_IDS + 1), -1, np.int16)
+        for i, k in enumerate(wanted):
+            index[k >> 32, k & 0xFFFFFFFF] = i
+        index.flags.writeable = False
+    return known, index
+
+
+@lru_cache(maxsize=16)
+def _same_layout(dbc: str, messages: tuple[str, ...], signals: tuple[str, ...]) -> bool:
+    """The messages of ``dbc`` all decode ``signals`` alike (natively, same length and bits)."""
+    msgs = [_load_dbc(dbc).by_name[m] for m in messages]
+    return all(m.native for m in msgs) and len({(m.length, tuple(m.fields.get(s) for s in signals)) for m in msgs}) == 1
 
 
 class CanIngest:
@@ -135,6 +186,12 @@ class CanIngest:
                 raise DecodeError(f"{platform.source}: signals.{m.name}: {m.message} has no signal {missing[0]!r}; "
                                   f"it has {[s.name for s in msg.message.signals]}")
             self._routes.setdefault((bus, msg.frame_id), _Route(bus, msg)).mappings.append(m)
+        for route in self._routes.values():
+            route.names = sorted({s for m in route.mappings for s in m.sources})
+        # enum maps: raw value keys, canonical codes
+        self._value_maps = {m.name: (np.array([k for k, _ in m.values], np.float64),
+                                     np.array([v for _, v in m.values], np.float64))
+                            for m in platform.signals.values() if m.values is not None}
         self._veh_names = [n for n in VEHICLE.dtype.names[1:]]
         self._veh_dtype = VEHICLE.dtype
         # latest canonical values (NaN = not seen yet for floats; ints start at their default)
@@ -161,9 +218,8 @@ class CanIngest:
                     raise DecodeError(f"{platform.source}: perception.messages: {name!r} is not in "
                                       f"{platform.bus(self._perc.bus).dbc}") from None
             self._perc_msgs = [self._dbcs[pbus].by_id[fid] for fid in self._perc_ids]
-            names = (self._perc.distance, self._perc.lateral, self._perc.rel_speed, self._perc.valid)
-            self._perc_same_layout = all(m.native for m in self._perc_msgs) and len(
-                {(m.length, tuple(m.fields.get(n) for n in names)) for m in self._perc_msgs}) == 1
+            self._perc_same_layout = _same_layout(str(dbc_path(platform.bus(self._perc.bus).dbc)), self._perc.messages, (
+                self._perc.distance, self._perc.lateral, self._perc.rel_speed, self._perc.valid))
             k = len(self._perc_ids)
             # per track: last update time, distance, lateral (canonical sign), rel speed, valid
             self._tracks = np.full((5, k), np.nan)
@@ -171,18 +227,10 @@ class CanIngest:
         if self._perc is not None:
             wanted |= {(self._perc_bus << 32) | fid for fid in self._perc_ids}
         self._wanted_keys = np.array(sorted(wanted), np.int64)
-        self._id_lut = None
-        self._known_lut = None  # (bus, id) is in the bus's DBC, when every DBC id is a standard one
-        if all(i < _STD_IDS for d in self._dbcs for i in d.by_id):
-            self._known_lut = np.zeros((256, _STD_IDS + 1), np.bool_)
-            for bi, d in enumerate(self._dbcs):
-                self._known_lut[bi, list(d.by_id)] = True
-        if all((k & 0xFFFFFFFF) < _STD_IDS for k in wanted) and len(wanted) < 2**15:
-            # (bus, id) -> index into _wanted_keys; ids past the standard range land in the
-            # last column, which holds -1
-            self._id_lut = np.full((256, _STD_IDS + 1), -1, np.int16)
-            for i, k in enumerate(self._wanted_keys.tolist()):
-                self._id_lut[k >> 32, k & 0xFFFFFFFF] = i
+        # (bus, id) tables when the ids are standard ones (read-only, shared by every CanIngest
+        # of these DBCs): whether the id is in the bus's DBC; the index into _wanted_keys or -1
+        self._known_lut, self._id_lut = _lookup_tables(tuple(str(dbc_path(b.dbc)) for b in platform.buses),
+                                                       tuple(self._wanted_keys.tolist()))
 
     # -- public streaming API --------------------------------------------------------------
     def feed(self, msg) -> dict[str, np.ndarray]:
@@ -242,13 +290,13 @@ class CanIngest:
         keep = self._keep(t_ns, flags)
         unknown_ch = bus == UNKNOWN_BUS
         if keep is not None:
-            st.unknown_channel += np.count_nonzero(unknown_ch & keep)
+            st.unknown_channel += _count(unknown_ch & keep)
             t_ns, bus, can_id, dlc, flags, data, unknown_ch = (
                 a[keep] for a in (t_ns, bus, can_id, dlc, flags, data, unknown_ch))
             if records is not None:
                 records = records[keep]
         else:
-            st.unknown_channel += np.count_nonzero(unknown_ch)
+            st.unknown_channel += _count(unknown_ch)
         if len(t_ns) == 0:
             return out
         self._newest_ns = int(t_ns[-1])
@@ -280,14 +328,14 @@ class CanIngest:
         if not ((newest is None or t_ns[0] >= newest) and bool((t_ns[1:] >= t_ns[:-1]).all())):
             prev = newest if newest is not None else np.iinfo(np.int64).min
             keep = t_ns >= np.maximum.accumulate(np.concatenate(([prev], t_ns)))[:-1]
-            st.out_of_order += len(t_ns) - np.count_nonzero(keep)
+            st.out_of_order += len(t_ns) - _count(keep)
         err = (flags & _FLAG_ERROR) != 0
         if err.any():
             if keep is None:
                 keep = ~err
-                st.error_frames += np.count_nonzero(err)
+                st.error_frames += _count(err)
             else:
-                st.error_frames += np.count_nonzero(err & keep)
+                st.error_frames += _count(err & keep)
                 keep &= ~err
         return keep
 
@@ -304,21 +352,22 @@ class CanIngest:
 
     # -- internals -------------------------------------------------------------------------
     def _count_gaps(self, t_ns, bus) -> None:
-        counts = np.bincount(bus, minlength=UNKNOWN_BUS + 1)
-        present = np.flatnonzero(counts[:UNKNOWN_BUS]).tolist()
-        for b in present:  # a few buses: one mask each (cheaper than sorting the frames by bus)
-            t_bus = t_ns if len(present) == 1 and not counts[UNKNOWN_BUS] else np.compress(bus == b, t_ns)
-            last = self._bus_last_ns[b]
+        for b, last in enumerate(self._bus_last_ns):  # a few buses: a mask each, no sort by bus
+            on_bus = bus == b
+            n_on = _count(on_bus)
+            if n_on == 0:
+                continue
+            t_bus = t_ns if n_on == len(t_ns) else np.compress(on_bus, t_ns)
             if last is not None and int(t_bus[0]) - last > self.gap_ns:
                 self.stats.gaps += 1
-            self.stats.gaps += np.count_nonzero(t_bus[1:] - t_bus[:-1] > self.gap_ns)
+            self.stats.gaps += _count(t_bus[1:] - t_bus[:-1] > self.gap_ns)
             self._bus_last_ns[b] = int(t_bus[-1])
 
     def _count_unknown_ids(self, bus, can_id, unknown_ch, lut_index) -> None:
         """Frames on a mapped bus whose id is not in the bus's DBC."""
         if self._known_lut is not None:  # the unknown bus's row of the table is all False
-            known = np.count_nonzero(np.take(self._known_lut.reshape(-1), lut_index))
-            self.stats.unknown_id += len(bus) - np.count_nonzero(unknown_ch) - known
+            known = _count(np.take(self._known_lut.reshape(-1), lut_index))
+            self.stats.unknown_id += len(bus) - _count(unknown_ch) - known
             return
         bus, can_id = bus[~unknown_ch], can_id[~unknown_ch]
         if len(bus) == 0:
@@ -357,27 +406,45 @@ class CanIngest:
         if sel is None:
             return np.empty(0, np.intp)
         length = dlc[sel]
-        wrong = np.count_nonzero(length != msg.length)
+        wrong = _count(length != msg.length)
         if wrong == 0:
             return sel
         self.stats.wrong_length += wrong
         return np.compress(length >= msg.length, sel)
 
-    def _decode_tracks(self, sels, data) -> list[dict[str, np.ndarray] | None]:
-        """The perception signals of each track message's rows ``sels`` (None for no rows): in
-        one decode when every track message has the same layout of them (radar arrays do)."""
+    def _track_rows(self, groups, dlc) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of the track messages, track after track, and how many each has (``_rows``
+        of each, in one pass when the tracks share their layout)."""
+        if not self._perc_same_layout:
+            sels = [self._rows(groups, dlc, self._perc_bus, msg) for msg in self._perc_msgs]
+            sizes = np.array([len(sel) for sel in sels], np.intp)
+            return (np.concatenate(sels) if sizes.any() else np.empty(0, np.intp)), sizes
+        sels = [groups.get((self._perc_bus << 32) | fid) for fid in self._perc_ids]
+        sizes = np.array([0 if sel is None else len(sel) for sel in sels], np.intp)
+        if not sizes.any():
+            return np.empty(0, np.intp), sizes
+        rows = np.concatenate([sel for sel in sels if sel is not None])
+        length = dlc[rows]
+        need = self._perc_msgs[0].length
+        wrong = _count(length != need)
+        if wrong:
+            self.stats.wrong_length += wrong
+            kept = length >= need
+            kept_before = np.concatenate(([0], np.cumsum(kept)))  # kept rows before each row
+            sizes = np.diff(kept_before[np.cumsum(sizes)], prepend=0)
+            rows = np.compress(kept, rows)
+        return rows, sizes
+
+    def _decode_tracks(self, rows, sizes, data) -> dict[str, np.ndarray]:
+        """The perception signals of the track rows (track after track, ``sizes`` each): one
+        decode when every track message has the same layout of them (radar track arrays do)."""
         p = self._perc
         names = [p.distance, p.lateral, p.rel_speed, p.valid]
-        if not self._perc_same_layout:
-            return [msg.decode(_take_rows(data, sel), names) if len(sel) else None
-                    for msg, sel in zip(self._perc_msgs, sels)]
-        sizes = [len(sel) for sel in sels]
-        if not any(sizes):
-            return [None] * len(sels)
-        phys = self._perc_msgs[0].decode(_take_rows(data, np.concatenate(sels)), names)
-        cuts = np.cumsum(sizes)[:-1]
-        parts = {name: np.split(phys[name], cuts) for name in names}
-        return [{name: parts[name][i] for name in names} if size else None for i, size in enumerate(sizes)]
+        if self._perc_same_layout:
+            return self._perc_msgs[0].decode(_take_rows(data, rows), names)
+        parts = [msg.decode(_take_rows(data, sel), names)
+                 for msg, sel in zip(self._perc_msgs, np.split(rows, np.cumsum(sizes)[:-1])) if len(sel)]
+        return {name: np.concatenate([part[name] for part in parts]) for name in names}
 
     def _decode_vehicle(self, t_ns, groups, dlc, data) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         updates = {}
@@ -385,18 +452,21 @@ class CanIngest:
             sel = self._rows(groups, dlc, b, route.msg)
             if len(sel) == 0:
                 continue
-            names = sorted({s for m in route.mappings for s in m.sources})
-            phys = route.msg.decode(_take_rows(data, sel), names)
+            phys = route.msg.decode(_take_rows(data, sel), route.names)
             self.stats.frames_decoded += len(sel)
+            t_sel = t_ns[sel]  # shared by the mappings without NaN values (_emit_vehicle uses it)
             for m in route.mappings:
                 vals = m.apply([phys[s] for s in m.sources])
                 if m.values is not None:
-                    keys = np.array([k for k, _ in m.values], np.float64)
-                    codes = np.array([v for _, v in m.values], np.float64)
-                    pos = np.clip(np.searchsorted(keys, vals), 0, len(keys) - 1)
+                    keys, codes = self._value_maps[m.name]
+                    pos = np.minimum(np.searchsorted(keys, vals), len(keys) - 1)
                     vals = np.where(keys[pos] == vals, codes[pos], m.default)
-                ok = ~np.isnan(vals)
-                updates[m.name] = (t_ns[sel][ok], vals[ok])
+                nan = np.isnan(vals)
+                if nan.any():
+                    ok = ~nan
+                    updates[m.name] = (t_sel[ok], vals[ok])
+                else:
+                    updates[m.name] = (t_sel, vals)
         return updates
 
     def _emit_vehicle(self, updates, t_end_ns: int) -> np.ndarray:
@@ -418,13 +488,16 @@ class CanIngest:
         ticks = self._veh_grid.ticks_before(t_end_ns, self._veh_start_ns)
         frames = np.zeros(len(ticks), self._veh_dtype)
         frames["t_ns"] = ticks
+        last_at = {}  # id(update times) -> their index at each tick: signals of a message share it
         for name in self._veh_names:
             prev = self._state[name]
             u = updates.get(name)
             if u is None or len(u[0]) == 0:
                 frames[name] = prev
                 continue
-            idx = np.searchsorted(u[0], ticks, side="right") - 1
+            idx = last_at.get(id(u[0]))
+            if idx is None:
+                idx = last_at[id(u[0])] = self._veh_grid.seen_by(ticks, u[0])[0] - 1
             frames[name] = np.where(idx >= 0, u[1][np.maximum(idx, 0)], prev)
         self._apply_state(updates)
         self.stats.vehicle_frames += len(frames)
@@ -438,33 +511,32 @@ class CanIngest:
     def _emit_perception(self, t_ns, groups, dlc, data, t_end_ns: int) -> np.ndarray:
         p = self._perc
         k = len(self._perc_ids)
-        sels = [self._rows(groups, dlc, self._perc_bus, msg) for msg in self._perc_msgs]
-        per_track = []
-        for sel, phys in zip(sels, self._decode_tracks(sels, data)):
-            if phys is None:
-                per_track.append(None)
-                continue
-            self.stats.frames_decoded += len(sel)
-            tt = t_ns[sel]
-            # per track: update times, distance, lateral (canonical sign), rel speed, valid
-            per_track.append(np.stack((tt, phys[p.distance], phys[p.lateral] * p.lateral_sign,
-                                       phys[p.rel_speed], phys[p.valid])))
+        rows, sizes = self._track_rows(groups, dlc)  # the updates of every track, track after track
+        n_rows = len(rows)
+        if n_rows:
+            tt = t_ns[rows]
+            phys = self._decode_tracks(rows, sizes, data)
+            # per update: time, distance, lateral (canonical sign), rel speed, valid
+            values = np.stack((tt, phys[p.distance], phys[p.lateral] * p.lateral_sign,
+                               phys[p.rel_speed], phys[p.valid]), axis=1)
+            self.stats.frames_decoded += n_rows
             if self._perc_start_ns is None:
                 self._perc_start_ns = int(tt[0])
         if self._perc_start_ns is None:
             return np.empty(0, PERCEPTION.dtype)
         ticks = self._per_grid.ticks_before(t_end_ns, self._perc_start_ns)
         nt = len(ticks)
-        cols = np.empty((5, nt, k))
-        for i, tr in enumerate(per_track):
-            if tr is None:
-                cols[:, :, i] = self._tracks[:, i, None]
-                continue
-            idx = np.searchsorted(tr[0], ticks, side="right") - 1
-            first = int(np.searchsorted(idx, 0))  # ticks before the first update keep the last state
-            cols[:, :first, i] = self._tracks[:, i, None]
-            cols[:, first:, i] = tr[:, idx[first:]]
-            self._tracks[:, i] = tr[:, -1]
+        # per tick and track: the track's last update at or before the tick, else its state
+        if n_rows:
+            seen = self._per_grid.seen_by(ticks, tt, np.repeat(np.arange(k), sizes), k).T
+            starts = np.cumsum(sizes) - sizes
+            state = np.concatenate((values, self._tracks.T))  # row n_rows + i: track i's state
+            latest = np.where(seen > 0, seen + (starts - 1), np.arange(n_rows, n_rows + k))
+            cols = np.take(state, latest, axis=0).transpose(2, 0, 1)
+            updated = sizes > 0
+            self._tracks[:, updated] = values[(starts + sizes - 1)[updated]].T
+        else:
+            cols = np.broadcast_to(self._tracks[:, None, :], (5, nt, k))
         frames = np.zeros(nt, PERCEPTION.dtype)
         frames["t_ns"] = ticks
         if nt:
@@ -482,6 +554,12 @@ class CanIngest:
         return frames
 
 
+def _count(mask: np.ndarray) -> int:
+    """True values in ``mask``, as a Python int (numpy's count is an np.intp, which the
+    counters must not become)."""
+    return int(np.count_nonzero(mask))
+
+
 def _take_rows(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``data[rows]`` of (N, W) uint8 payloads, a whole row per element (numpy's 2-D fancy
     indexing copies byte by byte, ~6x slower, more on rows of records)."""
@@ -497,10 +575,11 @@ def _take_rows(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
 class RawLog:
     """A CAN log as columns. ``channel`` indexes ``channels``.
 
-    ``records``: the same frames as CAN_RAW_DTYPE records (bus column = ``channel``) when the
-    reader made them (the C candump parser); the other columns but ``channel`` are then views
-    of them. ``decode_raw_log`` takes them over as its can_raw topic (no copy; the field is
-    None afterwards), so that topic array shares its memory with this log's columns.
+    ``records``: the same frames as CAN_RAW_DTYPE records when the reader made them (the C
+    candump parser); the other columns but ``channel`` are then views of them, and their
+    ``bus`` column is scratch (the parser's channel numbers) until ``decode_raw_log`` writes
+    the buses into it: it takes them over as its can_raw topic (no copy; the field is None
+    afterwards), so that topic array shares its memory with this log's columns.
     """
 
     t_ns: np.ndarray
@@ -646,6 +725,10 @@ def _native_parser():
     return _native_candump or None
 
 
+_C_INTS = {"int64_t": np.int64, "uint8_t": np.uint8, "uint16_t": np.uint16, "uint32_t": np.uint32}
+_records_layout: bool | None = None  # _records_match's answer once checked
+
+
 def _records_match(ffi) -> bool:
     """CAN_RAW_DTYPE has the layout of C's ``struct shadowd_can_raw`` (same fields, offsets,
     types and size), so the C parser can write the can_raw records in place."""
@@ -668,8 +751,15 @@ def _records_match(ffi) -> bool:
     return _records_layout
 
 
-_C_INTS = {"int64_t": np.int64, "uint8_t": np.uint8, "uint16_t": np.uint16, "uint32_t": np.uint32}
-_records_layout: bool | None = None  # _records_match's answer once checked
+def _expected_rows(text, bound: int) -> int:
+    """Rows to allocate for a candump text: its lines, estimated from its first 64 KiB, plus a
+    quarter (at most ``bound``). Sized to the log rather than to the bound (4x for usual lines),
+    a minute's records (~11 MB) stay under glibc's mmap threshold once it has adapted, so their
+    memory is reused from one log to the next instead of mapped and page-faulted afresh
+    (-1.3 ms a minute); the caller parses again with ``bound`` rows when the estimate is short."""
+    sample = bytes(text[:65536])
+    lines = max(sample.count(b"\n"), sample.count(b"\r"), 1)
+    return min(bound, len(text) * lines * 5 // (4 * len(sample)) + 1024) if sample else 1
 
 
 def _read_candump_native(text: bytes) -> RawLog | None:
@@ -684,10 +774,13 @@ def _read_candump_native(text: bytes) -> RawLog | None:
     cap = len(text) // 10 + 1  # the shortest valid line is 11 bytes with its newline (candump.h)
     info = ffi.new("struct shadowd_candump_info *")
     if _records_match(ffi):
-        records = np.empty(cap, CAN_RAW_DTYPE)  # mmap'd lazily: only the rows written cost memory
-        rows = lib.shadowd_candump_parse_records(
-            ffi.from_buffer("uint8_t[]", text), len(text), cap,
-            ffi.cast("struct shadowd_can_raw *", ffi.from_buffer(records)), info)
+        for rows_max in (_expected_rows(text, cap), cap):  # the bound when the estimate falls short
+            records = np.empty(rows_max, CAN_RAW_DTYPE)
+            rows = lib.shadowd_candump_parse_records(
+                ffi.from_buffer("uint8_t[]", text), len(text), rows_max,
+                ffi.cast("struct shadowd_can_raw *", ffi.from_buffer(records)), info)
+            if rows != -errno.ENOSPC:
+                break
         if rows < 0:
             return None  # -E2BIG: channels the C table cannot hold (the Python parser takes them)
         records = records[:rows]
@@ -720,8 +813,6 @@ def _read_candump_native(text: bytes) -> RawLog | None:
     remap = np.empty(len(names), np.uint16)
     remap[order] = np.arange(len(names), dtype=np.uint16)
     channel = np.take(remap, chan)
-    if records is not None and order != sorted(order):
-        records["bus"] = channel  # the bus column holds the channel until decode_raw_log maps it
     data = data[:, : max(1, int(info.max_dlc))]
     if records is None:
         data = np.ascontiguousarray(data)
@@ -826,15 +917,24 @@ def _read_with_python_can(path: Path) -> RawLog:
     )
 
 
+def _take_records(raw: RawLog) -> np.ndarray | None:
+    """``raw.records``, taken over (RawLog's doc), when they still hold the log's frames: the
+    columns have not been replaced by other arrays since the read."""
+    records, raw.records = raw.records, None
+    if records is None or len(records) != len(raw.t_ns):
+        return None
+    cols = (raw.t_ns, raw.can_id, raw.dlc, raw.flags, raw.data)
+    return records if all(np.may_share_memory(c, records) for c in cols) else None
+
+
 def decode_raw_log(raw: RawLog, platform: Platform, *, emit_raw: bool = True) -> tuple[dict[str, np.ndarray], IngestStats]:
     """Decode an already-read log (whole-file API; same code as streaming)."""
     ing = CanIngest(platform, emit_raw=emit_raw)
     ing.stats.malformed_lines = raw.malformed_lines
     bus_of_channel = np.array([ing.channel_bus(c) for c in raw.channels] or [UNKNOWN_BUS], np.uint8)
     bus = np.take(bus_of_channel, raw.channel) if len(raw.t_ns) else np.empty(0, np.uint8)
-    records = None
-    if emit_raw and raw.records is not None:  # taken over as the can_raw topic (RawLog's doc)
-        records, raw.records = raw.records, None
+    records = _take_records(raw) if emit_raw else None
+    if records is not None:
         records["bus"] = bus
     out = ing._feed(raw.t_ns, bus, raw.can_id, raw.dlc, raw.data, raw.flags, records)
     tail = ing.flush()
