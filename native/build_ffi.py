@@ -5,9 +5,9 @@ The cdef is the part of each header (include/shadowd/ring.h, candump.h, score.h,
 between the ``cffi-begin`` and ``cffi-end`` markers, so the headers are
 the one declaration of the API (cryptography's padding.h model); the sources are compiled into
 the extension, nothing is linked from the system but libm. shadowd/ring.py stays the only
-importer of the module (one place for the ABI handshake); the wrappers of the candump parser
-(shadowd/edges/can_ingest.py) and of the divergence kernel (shadowd/core/divergence.py) take the
-already-checked ``ffi, lib`` from there and check their own ABI versions.
+importer of the module (one place for the ABI handshake); the other C parts (the candump
+parser, the divergence and window kernels) are found through ``shadowd.native.kernel``, which
+checks each one's own ABI version.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ This module is the ONLY importer of ``shadowd._native``. It owns:
   (``shadowd.core.signals.frame_dtype``); batch reads copy straight into the caller's
   preallocated array through ``ffi.from_buffer`` (no per-frame Python work);
 * ``RingHistory``: the ``shadowd.core.types.History`` protocol over a set of readers;
-* ``ring_memory_bytes`` / ``capacity_for``: sizing helpers for platform profiles;
-* ``native_part``: the version check of the module's other parts (the candump parser, the
-  divergence kernel), which their Python wrappers import lazily and do without when missing.
+* ``ring_memory_bytes`` / ``capacity_for``: sizing helpers for platform profiles.
+The module's other C parts (the candump parser, the divergence and window kernels) are found
+through ``shadowd.native.kernel``.
 
 Rules: one writer per ring (enforced by the C core); a handle is used by one thread at a time
 (open one reader per thread); every C call releases the GIL (cffi API mode), so ``wait()``
@@ -24,7 +24,6 @@ native/include/shadowd/ring.h; tests/ring/test_ring_abi.py fails when they drift
 from __future__ import annotations
 
 import errno as _errno
-import logging
 import os
 import re
 import time
@@ -54,21 +53,6 @@ if lib.shadowd_ring_abi_version() != _ABI_VERSION or lib.SHADOWD_RING_LAYOUT_VER
         f"v{LAYOUT_VERSION}: a stale build is installed; rebuild with "
         "`.venv/bin/python -m pip install --no-build-isolation -e .`"
     )
-
-log = logging.getLogger(__name__)
-
-
-def native_part(abi_function: str, abi_version: int, what: str):
-    """``(ffi, lib)`` when this build of ``shadowd._native`` has ``what`` at ``abi_version``
-    (``lib.<abi_function>()`` says which), else None after a warning: a stale build lacks it or
-    has another version, and the caller goes on with its Python implementation."""
-    check = getattr(lib, abi_function, None)
-    if check is not None and check() == abi_version:
-        return ffi, lib
-    log.warning("shadowd._native has no %s of ABI v%d (stale build); using the Python implementation; rebuild "
-                "with `.venv/bin/python -m pip install --no-build-isolation -e .`", what, abi_version)
-    return None
-
 
 SHM_DIR = "/dev/shm"
 """Where named segments live (shm_open's directory on Linux)."""

@@ -27,7 +27,6 @@ Metrics (``METRIC_NAMES``; the trigger language sees them by these names):
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -43,7 +42,6 @@ METRIC_NAMES = ("divergence", "steer_err_deg", "steer_err_norm", "accel_err_mps2
 _INTEGRATION_STEP_S = 0.01
 _ROW_KEYS = (*METRIC_NAMES, "realized_speed_mps")  # a Divergence's metrics, in order
 
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,26 +157,13 @@ def score_predictions_columns(predictions: list[Prediction], t_hist_ns: np.ndarr
 
 
 _NATIVE_SCORE_ABI = 1
-_native_score = None  # (ffi, lib) once checked; False when unavailable
-
-
 def _native_scorer():
-    """``(ffi, lib)`` of the C divergence kernel (native/src/score.c), or None.
+    """``(ffi, lib)`` of the C divergence kernel (native/src/score.c), or None: the numpy
+    reference scores then, same results (``shadowd.native.kernel``, imported lazily so this
+    module stays pure without a build)."""
+    from ..native import kernel
 
-    ``shadowd.ring`` is the one importer of ``shadowd._native``: it does the ring's ABI
-    handshake at import and checks the kernel's own version (``native_part``). A build without
-    the kernel (or without a compiler) scores with the numpy reference, same results; said once.
-    """
-    global _native_score
-    if _native_score is None:
-        try:
-            from ..ring import native_part
-        except ImportError as err:
-            log.info("C divergence kernel unavailable (%s); scoring with numpy", err)
-            _native_score = False
-        else:
-            _native_score = native_part("shadowd_score_abi_version", _NATIVE_SCORE_ABI, "divergence kernel") or False
-    return _native_score or None
+    return kernel("shadowd_score_abi_version", _NATIVE_SCORE_ABI, "divergence kernel")
 
 
 @lru_cache(maxsize=16)

@@ -159,11 +159,9 @@ def _window_plan(sources, n_signals: int):
     """``(ffi, lib, [(topic, frame size, n fields, offsets, types, linear, out columns)])``
     for the C model-window sampler (native/src/window.c), or None when it is not built or a
     field or interpolation is one it does not take (the numpy path samples those)."""
-    try:
-        from ..ring import native_part  # the one importer of the native module (lazily: core stays pure)
-    except ImportError:
-        return None
-    native = native_part("shadowd_window_abi_version", _NATIVE_WINDOW_ABI, "model-window sampler")
+    from ..native import kernel  # lazily: core stays importable and pure without a build
+
+    native = kernel("shadowd_window_abi_version", _NATIVE_WINDOW_ABI, "model-window sampler")
     if native is None:
         return None
     ffi, lib = native

@@ -703,26 +703,13 @@ def _read_candump_fast(text: bytes) -> RawLog | None:
 
 
 _NATIVE_CANDUMP_ABI = 2  # 2: shadowd_candump_parse_records
-_native_candump = None  # (ffi, lib) once checked; False when unavailable
-
 
 def _native_parser():
-    """``(ffi, lib)`` of the C candump parser (native/src/candump.c), or None.
+    """``(ffi, lib)`` of the C candump parser (native/src/candump.c), or None: the numpy/regex
+    parsers below give the same results (``shadowd.native.kernel``)."""
+    from ..native import kernel
 
-    ``shadowd.ring`` is the one importer of ``shadowd._native``, does the ring's ABI
-    handshake and checks the parser's own version (``native_part``). A build without the
-    parser (or without a compiler) falls back to the numpy/regex parsers below, same results.
-    """
-    global _native_candump
-    if _native_candump is None:
-        _native_candump = False
-        try:
-            from ..ring import native_part
-        except ImportError as err:
-            log.info("C candump parser unavailable (%s); using the Python parser", err)
-            return None
-        _native_candump = native_part("shadowd_candump_abi_version", _NATIVE_CANDUMP_ABI, "candump parser") or False
-    return _native_candump or None
+    return kernel("shadowd_candump_abi_version", _NATIVE_CANDUMP_ABI, "candump parser")
 
 
 _C_INTS = {"int64_t": np.int64, "uint8_t": np.uint8, "uint16_t": np.uint16, "uint32_t": np.uint32}
