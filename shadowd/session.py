@@ -29,7 +29,7 @@ import numpy as np
 from . import __version__
 from .clip import Provenance, TriggerDef, build_clip, encode_clip
 from .core.signals import RAW_TOPIC
-from .core.types import ClipSpec, Divergence, History, Prediction, TriggerFired
+from .core.types import ClipSpec, DivergenceBatch, History, PredictionBatch, TriggerFired
 from .errors import ShadowdError
 
 __all__ = ["BoundedHistory", "ClipSink", "Executor", "InlineExecutor", "Provenance", "Session", "make_provenance"]
@@ -68,27 +68,27 @@ def make_provenance(vehicle_id: str, platform: str, model: Any, config_version: 
 
 class Executor(Protocol):
     """Runs inference requests. ``run`` takes the new requests and returns the (request,
-    prediction or None) pairs finished so far: all of them at once for the inline executor,
+    predictions or None) pairs finished so far: all of them at once for the inline executor,
     whatever has completed for an asynchronous one."""
 
-    def run(self, requests: list[Any]) -> list[tuple[Any, Prediction | None]]: ...
+    def run(self, requests: list[Any]) -> list[tuple[Any, PredictionBatch | None]]: ...
 
 
 class InlineExecutor:
-    """Runs each batch of requests synchronously in one ``run_batch`` call (replay)."""
+    """Runs each request synchronously, one ``model.infer`` call for all its ticks (replay)."""
 
     def __init__(self, model: Any):
         self._model = model
 
-    def run(self, requests: list[Any]) -> list[tuple[Any, Prediction | None]]:
-        if not requests:
-            return []
-        try:
-            preds = self._model.run_batch(requests)
-        except ShadowdError as err:
-            log.warning("inference of %d requests failed: %s", len(requests), err)
-            return [(r, None) for r in requests]
-        return list(zip(requests, preds))
+    def run(self, requests: list[Any]) -> list[tuple[Any, PredictionBatch | None]]:
+        out = []
+        for r in requests:
+            try:
+                out.append((r, self._model.infer(r)))
+            except ShadowdError as err:
+                log.warning("inference of %d ticks failed: %s", len(r.t_ns), err)
+                out.append((r, None))
+        return out
 
 
 class BoundedHistory:
@@ -136,71 +136,86 @@ class BoundedHistory:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-class _Trace:
-    """A time-ordered bounded list of (t_ns, item) for predictions and divergences."""
+class _BatchTrace:
+    """Time-ordered batches of predictions or divergences (``PredictionBatch`` /
+    ``DivergenceBatch``), kept ``retention_ns``: a clip window's rows are sliced out of them,
+    with no object per row. Batches arrive ascending (an out-of-order one is inserted by its
+    first row); each batch's rows are ascending."""
 
-    def __init__(self, retention_ns: int):
+    def __init__(self, retention_ns: int, concat: Callable[[list[Any]], Any]):
         self._retention_ns = retention_ns
-        self._t: list[int] = []
-        self._items: list[Any] = []
-        self._start = 0
+        self._concat = concat
+        self._first: list[int] = []  # first row's t_ns of each batch, ascending
+        self._last: list[int] = []  # last row's t_ns of each batch
+        self._batches: list[Any] = []
 
-    def add(self, t_ns: int, item: Any) -> None:
-        if self._t and t_ns < self._t[-1]:
-            i = bisect_right(self._t, t_ns)
-            self._t.insert(i, t_ns)
-            self._items.insert(i, item)
-        else:
-            self._t.append(t_ns)
-            self._items.append(item)
+    def add(self, batch: Any) -> None:
+        first, last = int(batch.t_ns[0]), int(batch.t_ns[-1])
+        i = len(self._first)
+        if i and first < self._first[-1]:
+            i = bisect_right(self._first, first)
+        self._first.insert(i, first)
+        self._last.insert(i, last)
+        self._batches.insert(i, batch)
 
     def trim(self, now_ns: int) -> None:
-        cut = bisect_left(self._t, now_ns - self._retention_ns)
-        if cut > 4096:  # amortise: drop in blocks, not per item
-            del self._t[:cut]
-            del self._items[:cut]
+        horizon = now_ns - self._retention_ns
+        if bisect_left(self._first, horizon) > 64:  # amortise: drop in blocks, not per batch
+            k = 0
+            while k < len(self._last) and self._last[k] < horizon:
+                k += 1
+            del self._first[:k], self._last[:k], self._batches[:k]
 
-    def between(self, t0_ns: int, t1_ns: int) -> list[Any]:
-        return self._items[bisect_left(self._t, t0_ns): bisect_right(self._t, t1_ns)]
+    def between(self, t0_ns: int, t1_ns: int) -> Any:
+        """The rows with t0_ns <= t_ns <= t1_ns as one batch, in time order; None if none."""
+        parts = []
+        for i in range(bisect_right(self._first, t1_ns)):
+            if self._last[i] < t0_ns:
+                continue
+            b = self._batches[i]
+            lo = int(np.searchsorted(b.t_ns, t0_ns, "left"))
+            hi = int(np.searchsorted(b.t_ns, t1_ns, "right"))
+            if hi > lo:
+                parts.append(b if hi - lo == len(b) else b.take(slice(lo, hi)))
+        if not parts:
+            return None
+        out = self._concat(parts)
+        if len(parts) > 1 and (out.t_ns[1:] < out.t_ns[:-1]).any():  # batches that overlap in time
+            out = out.take(np.argsort(out.t_ns, kind="stable"))
+        return out
 
 
-def predictions_array(preds: list[Prediction]) -> np.ndarray:
+def predictions_array(preds: PredictionBatch | None) -> np.ndarray:
     """Predictions as a clip stream: ``t_ns`` then ``<control>_h<k>`` per horizon step and
-    ``traj_x_m_h<k>`` / ``traj_y_m_h<k>`` (latency is left out: it is not deterministic).
-
-    All predictions of one session come from one model, so they share controls and horizon;
-    a prediction missing a control gets NaN there.
-    """
-    cols: dict[str, np.ndarray] = {"t_ns": np.array([p.t_ns for p in preds], np.int64)}
-    if preds:
-        p0 = preds[0]
-        for name in sorted(p0.controls):
-            nan = np.full(len(p0.controls[name]), np.nan, np.float32)
-            m = np.stack([np.asarray(p.controls.get(name, nan), np.float32) for p in preds])
-            for k in range(m.shape[1]):
-                cols[f"{name}_h{k}"] = m[:, k]
-        if p0.trajectory_xy_m is not None:
-            nan = np.full(np.shape(p0.trajectory_xy_m), np.nan, np.float32)
-            m = np.stack([np.asarray(p.trajectory_xy_m if p.trajectory_xy_m is not None else nan, np.float32)
-                          for p in preds])
-            for k in range(m.shape[1]):
-                cols[f"traj_x_m_h{k}"] = m[:, k, 0]
-                cols[f"traj_y_m_h{k}"] = m[:, k, 1]
+    ``traj_x_m_h<k>`` / ``traj_y_m_h<k>`` (latency is left out: it is not deterministic)."""
+    if preds is None or not len(preds):
+        return _columns_to_records({"t_ns": np.empty(0, np.int64)})
+    cols: dict[str, np.ndarray] = {"t_ns": preds.t_ns}
+    for name in sorted(preds.controls):
+        m = preds.controls[name]
+        for k in range(m.shape[1]):
+            cols[f"{name}_h{k}"] = m[:, k]
+    if preds.trajectory_xy_m is not None:
+        m = preds.trajectory_xy_m
+        for k in range(m.shape[1]):
+            cols[f"traj_x_m_h{k}"] = m[:, k, 0]
+            cols[f"traj_y_m_h{k}"] = m[:, k, 1]
     return _columns_to_records(cols)
 
 
-def divergences_array(divs: list[Divergence]) -> np.ndarray:
+def divergences_array(divs: DivergenceBatch | None) -> np.ndarray:
     """Divergences as a clip stream: ``t_ns``, ``score`` and every metric (sorted by name)."""
-    names = sorted({m for d in divs for m in d.metrics})
-    cols = {"t_ns": np.array([d.t_ns for d in divs], np.int64),
-            "score": np.array([d.score for d in divs], np.float32)}
-    for m in names:
-        cols[m] = np.array([d.metrics.get(m, np.nan) for d in divs], np.float32)
+    if divs is None or not len(divs):
+        return _columns_to_records({"t_ns": np.empty(0, np.int64), "score": np.empty(0, np.float32)})
+    cols = {"t_ns": divs.t_ns, "score": divs.score}
+    for m in sorted(divs.metrics):
+        cols[m] = divs.metrics[m]
     return _columns_to_records(cols)
 
 
 def _columns_to_records(cols: dict[str, np.ndarray]) -> np.ndarray:
-    out = np.zeros(len(cols["t_ns"]), np.dtype([(k, "<i8" if k == "t_ns" else "<f4") for k in cols]))
+    """Columns as a record array: ``t_ns`` int64, every other column float32."""
+    out = np.empty(len(cols["t_ns"]), np.dtype([(k, "<i8" if k == "t_ns" else "<f4") for k in cols]))
     for k, v in cols.items():
         out[k] = v
     return out
@@ -214,13 +229,13 @@ class Session:
 
     Args:
         platform: the platform profile (its tick rate and name).
-        model: a loaded model runner (``.contract``, ``.sha256``, ``.run_batch``).
+        model: a loaded model runner (``.contract``, ``.sha256``, ``.infer``).
         triggers: compiled triggers for the core.
         sink: receives each sealed clip ``(ClipSpec, bytes)``.
         provenance: written into every clip.
         history: where pre-trigger frames are read from; None keeps them in memory
             (``BoundedHistory``). A history with ``append`` is fed every frame.
-        executor: runs inference; None runs ``model.run_batch`` inline.
+        executor: runs inference; None runs ``model.infer`` inline.
         windows: clip window settings (``shadowd.core.config.ClipWindowConfig``: ``pre_s``,
             ``post_s``, ``max_clip_s``); None uses the config defaults. The longest trigger
             window widens them.
@@ -253,8 +268,8 @@ class Session:
         if retention_s is None:
             retention_s = self.windows.required_history_s
         self.history = history if history is not None else BoundedHistory(retention_s)
-        self._predictions = _Trace(int(retention_s * 1e9))
-        self._divergences = _Trace(int(retention_s * 1e9))
+        self._predictions = _BatchTrace(int(retention_s * 1e9), PredictionBatch.concat)
+        self._divergences = _BatchTrace(int(retention_s * 1e9), DivergenceBatch.concat)
         self.counters: Counter[str] = Counter()
         self.fired: Counter[str] = Counter()
 
@@ -287,8 +302,8 @@ class Session:
     # -- clock -------------------------------------------------------------------------
 
     def advance(self, now_ns: int) -> list[Any]:
-        """Run everything due up to ``now_ns``; returns the events (Divergence, TriggerFired,
-        sealed ClipSpec) in the order they happened. Clips are built and sunk here."""
+        """Run everything due up to ``now_ns``; returns the events (DivergenceBatch,
+        TriggerFired, sealed ClipSpec) in the order they happened. Clips are built and sunk here."""
         events: list[Any] = []
         # an async executor hands back what finished since the last call; inline: nothing
         pending = self._step(now_ns, events, self.executor.run([]))
@@ -381,39 +396,39 @@ class Session:
         self._seen_ns[kind] = max(self._seen_ns[kind], t_ns)
         return True
 
-    def _submit(self, done: Iterable[tuple[Any, Prediction | None]]) -> None:
-        # per prediction: the work of _new("prediction", t) with the lookups hoisted (replay
-        # hands back ~20 predictions per second of driving)
+    def _submit(self, done: Iterable[tuple[Any, PredictionBatch | None]]) -> None:
         replayed_ns = self._replayed_until_ns["prediction"]
-        seen_ns = self._seen_ns["prediction"]
-        add, submit = self._predictions.add, self.core.submit
-        missing = repeated = new = 0
-        for request, pred in done:
-            if pred is None:
-                missing += 1  # failed, shed or superseded
-            else:
-                t_ns = int(pred.t_ns)
-                if t_ns <= replayed_ns:
-                    repeated += 1
-                else:
-                    seen_ns = max(seen_ns, t_ns)
-                    new += 1
-                    add(t_ns, pred)
-            submit(request, pred)
-        self._seen_ns["prediction"] = seen_ns
-        for key, n in (("predictions_missing", missing), ("swap_repeated_predictions", repeated),
-                       ("predictions", new)):
-            if n:
-                self.counters[key] += n
+        for request, preds in done:
+            answered = len(preds) if preds is not None else 0
+            if answered < len(request):
+                self.counters["predictions_missing"] += len(request) - answered  # failed, shed or superseded
+            if answered:
+                new = self._new_rows("prediction", preds, replayed_ns)
+                if new is not None:
+                    self._predictions.add(new)
+                    self.counters["predictions"] += len(new)
+            self.core.submit(request, preds)
+
+    def _new_rows(self, kind: str, batch: Any, replayed_ns: int) -> Any:
+        """The rows of ``batch`` the previous core has not reported (see ``_new``), or None."""
+        repeated = int(np.searchsorted(batch.t_ns, replayed_ns, "right")) if batch.t_ns[0] <= replayed_ns else 0
+        if repeated:
+            self.counters[f"swap_repeated_{kind}s"] += repeated
+            if repeated == len(batch):
+                return None
+            batch = batch.take(slice(repeated, None))
+        self._seen_ns[kind] = max(self._seen_ns[kind], int(batch.t_ns[-1]))
+        return batch
 
     def _step(self, now_ns: int, events: list[Any], done=()) -> list[Any]:
         self._submit(done)
         requests = []
         for ev in self.core.advance(now_ns):
-            if isinstance(ev, Divergence):
-                if self._new("divergence", int(ev.t_ns)):
-                    self._divergences.add(int(ev.t_ns), ev)
-                    self.counters["divergences"] += 1
+            if isinstance(ev, DivergenceBatch):
+                ev = self._new_rows("divergence", ev, self._replayed_until_ns["divergence"])
+                if ev is not None:
+                    self._divergences.add(ev)
+                    self.counters["divergences"] += len(ev)
                     events.append(ev)
             elif isinstance(ev, TriggerFired):
                 if self._new("trigger", int(ev.t_ns)):
@@ -422,7 +437,7 @@ class Session:
                     events.append(ev)
             else:
                 requests.append(ev)
-        self.counters["inference_requests"] += len(requests)
+        self.counters["inference_requests"] += sum(len(r) for r in requests)
         return requests
 
     # -- clips -------------------------------------------------------------------------
@@ -449,8 +464,9 @@ class Session:
         self.counters["clip_bytes"] += len(data)
         self._sink(spec, data)
 
-    def predictions_between(self, t0_ns: int, t1_ns: int) -> list[Prediction]:
-        """Predictions still held (within retention) with t0_ns <= t_ns <= t1_ns, in time order."""
+    def predictions_between(self, t0_ns: int, t1_ns: int) -> PredictionBatch | None:
+        """Predictions still held (within retention) with t0_ns <= t_ns <= t1_ns, in time order
+        (None: none)."""
         return self._predictions.between(t0_ns, t1_ns)
 
     def stats(self) -> dict[str, Any]:

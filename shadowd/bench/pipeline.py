@@ -105,7 +105,7 @@ def _producer(paths: dict, seconds: float, ready, start_ns) -> None:
 
 
 def _hold_last(contract):
-    from ..core.types import Prediction
+    from ..core.types import PredictionBatch
 
     i_steer = contract.signals.index("steer_angle_deg") if "steer_angle_deg" in contract.signals else None
     i_accel = contract.signals.index("accel_long_mps2") if "accel_long_mps2" in contract.signals else None
@@ -115,16 +115,18 @@ def _hold_last(contract):
     def predict(req):
         """Hold the last steer/accel, drive straight at the last speed: same outputs as the
         model declares, so scoring (trajectory included) costs what it costs with the model."""
-        w = req.inputs[contract.input_tensor]
+        last = req.inputs[contract.input_tensor][:, -1, :].astype(np.float64)  # (rows, signals)
+        ones = np.ones(len(horizon))
         controls = {}
         if i_steer is not None:
-            controls["steer_angle_deg"] = np.full(len(horizon), float(w[-1, i_steer]))
+            controls["steer_angle_deg"] = last[:, i_steer, None] * ones
         if i_accel is not None:
-            controls["accel_long_mps2"] = np.full(len(horizon), float(w[-1, i_accel]))
+            controls["accel_long_mps2"] = last[:, i_accel, None] * ones
         traj = None
         if contract.trajectory_tensor is not None and i_speed is not None:
-            traj = np.stack([float(w[-1, i_speed]) * horizon, np.zeros(len(horizon))], axis=1)
-        return Prediction(req.t_ns, horizon, controls, traj)
+            traj = np.zeros((len(last), len(horizon), 2))
+            traj[:, :, 0] = last[:, i_speed, None] * horizon
+        return PredictionBatch(req.t_ns, horizon, controls, traj)
 
     return predict
 

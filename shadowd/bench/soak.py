@@ -227,11 +227,12 @@ WARMUP_H = 1.0
 """Driving hours always left out of the verdict: the rings' shared pages, the first clips and
 uploads, the model's and the allocator's first high-water marks."""
 WARMUP_ANSWERS = 4300
-"""Model answers after which the session's prediction and divergence traces have reached their
-size: ``session._Trace`` drops old entries in blocks of 4096, so until ~4100 answers have
-fallen out of the retention window the traces only grow (~1.7 kB per answer, ~7 MB). At real
-time that is under 4 minutes of driving; at 90x, where the model answers ~700-1000 requests
-per driving hour (the rest are superseded), it is 4-6 hours: a bounded fill, not a leak."""
+"""Model answers before the verdict starts. The session's prediction and divergence traces grow
+until they hold the retention window: ``session._BatchTrace`` drops old answers (one batch each
+on the vehicle) in blocks of 64, so they reach their size soon after the window is full. The
+figure was measured when the traces dropped single entries in blocks of 4096 (a fill of ~7 MB
+over 4-6 driving hours at 90x); it is kept as a safe upper bound until a soak measures the
+batched traces' fill."""
 MIN_STEADY_H = 1.0
 """Driving hours after the warm-up below which the soak gives no verdict (``inconclusive``)."""
 

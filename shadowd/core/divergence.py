@@ -1,7 +1,7 @@
 """Divergence scoring: a prediction against what the human really did over its horizon.
 
-docs/divergence.md is the reference (keep in sync). ``_score_columns_numpy`` (pure numpy) is
-the reference implementation; ``score_predictions_columns`` runs the C kernel
+docs/divergence.md is the reference (keep in sync). ``_score_numpy`` (pure numpy) is the
+reference implementation; ``score_batch`` runs the C kernel
 (native/src/score.c: the same operations in the same order, one call per batch) when
 ``shadowd._native`` has it, and the numpy code otherwise (tests/pipeline/test_divergence_native.py
 compares them). A prediction made at ``t0`` is scored only once the vehicle history reaches
@@ -34,7 +34,7 @@ from functools import lru_cache
 import numpy as np
 
 from .align import lattice, sample, sample_lattice
-from .types import Divergence, Prediction
+from .types import Divergence, DivergenceBatch, Prediction, PredictionBatch
 
 METRIC_NAMES = ("divergence", "steer_err_deg", "steer_err_norm", "accel_err_mps2",
                 "accel_err_norm", "ade_m", "fde_m", "traj_err_norm")
@@ -127,33 +127,32 @@ def realized_path(t_hist_ns: np.ndarray, speed_mps: np.ndarray, yaw_rate_rps: np
     return np.stack([xs, ys], axis=-1)
 
 
-def score_predictions(predictions: list[Prediction], t_hist_ns: np.ndarray, history: dict[str, np.ndarray],
-                      cfg: ScorerConfig = ScorerConfig()) -> list[Divergence]:
-    """Score predictions that share one horizon against vehicle history columns.
+def score_batch(batch: PredictionBatch, t_hist_ns: np.ndarray, history: dict[str, np.ndarray],
+                cfg: ScorerConfig = ScorerConfig()) -> DivergenceBatch:
+    """Score a batch of predictions (one horizon) against vehicle history columns.
 
     ``history`` holds float arrays aligned with ``t_hist_ns`` for ``speed_mps`` (required),
     and, as the predictions need them, ``steer_angle_deg``, ``accel_long_mps2``,
-    ``yaw_rate_rps``. The history must reach each prediction's ``t0 + horizon``.
+    ``yaw_rate_rps``. The history must reach each prediction's ``t0 + horizon``. Row i of the
+    result scores row i of ``batch``; its metrics are ``METRIC_NAMES`` then
+    ``realized_speed_mps`` (the mean realized speed over the horizon).
+
+    Runs the C kernel when it is built and takes the batch (see ``_score_native``), else the
+    numpy reference ``_score_numpy``: the same values to rounding, NaN in the same places.
     """
-    return score_predictions_columns(predictions, t_hist_ns, history, cfg)[0]
-
-
-def score_predictions_columns(predictions: list[Prediction], t_hist_ns: np.ndarray, history: dict[str, np.ndarray],
-                              cfg: ScorerConfig = ScorerConfig()) -> tuple[list[Divergence], dict[str, np.ndarray]]:
-    """``score_predictions`` plus each metric of ``METRIC_NAMES`` as a float64 column (row i =
-    prediction i, the very values of the Divergence metrics), for callers that keep columns.
-
-    Runs the C kernel when it is built and takes the batch (see ``_score_columns_native``),
-    else the numpy reference ``_score_columns_numpy``: the same values to rounding, NaN in the
-    same places.
-    """
-    if predictions:
+    if len(batch):
         native = _native_scorer()
         if native is not None:
-            scored = _score_columns_native(native, predictions, t_hist_ns, history, cfg)
+            scored = _score_native(native, batch, t_hist_ns, history, cfg)
             if scored is not None:
                 return scored
-    return _score_columns_numpy(predictions, t_hist_ns, history, cfg)
+    return _score_numpy(batch, t_hist_ns, history, cfg)
+
+
+def score_predictions(predictions: list[Prediction], t_hist_ns: np.ndarray, history: dict[str, np.ndarray],
+                      cfg: ScorerConfig = ScorerConfig()) -> list[Divergence]:
+    """``score_batch`` for Prediction objects (one horizon), one Divergence each."""
+    return score_batch(PredictionBatch.of(predictions), t_hist_ns, history, cfg).rows()
 
 
 _NATIVE_SCORE_ABI = 1
@@ -172,8 +171,7 @@ def _native_grid(native, offsets_bytes: bytes):
     and their cffi pointers (cached: one model, one horizon), or None when the kernel does not
     take them (no offsets, non-finite ones, more than SHADOWD_SCORE_MAX_OFFSETS).
 
-    Returns ``(k, offsets_ns, missing, no_traj, traj)``: ``missing`` / ``no_traj`` stand for
-    a prediction without a control / a trajectory (NaN, as in the reference); ``traj`` is the
+    Returns ``(k, offsets_ns, traj)``: ``traj`` is the
     integration grid ``(n, tau_ns, half_dt, lo, frac)`` of the reference's
     ``_integration_grid``, or None when the kernel cannot integrate it (a horizon that is not
     positive, offsets that do not ascend): such batches score their trajectories in numpy.
@@ -184,8 +182,6 @@ def _native_grid(native, offsets_bytes: bytes):
     if k == 0 or k > lib.SHADOWD_SCORE_MAX_OFFSETS or not np.isfinite(offsets).all():
         return None
     offsets_ns = np.round(offsets * 1e9).astype(np.int64)
-    missing = np.full(k, np.nan)
-    no_traj = np.full((k, 2), np.nan)
     traj = None
     horizon = float(offsets[-1])
     if horizon > 0:
@@ -193,9 +189,8 @@ def _native_grid(native, offsets_bytes: bytes):
         if n >= 1 and (np.diff(lo) >= 0).all():
             traj = (n, ffi.from_buffer("int64_t[]", tau_ns), ffi.from_buffer("double[]", half_dt.ravel()),
                     ffi.from_buffer("int64_t[]", lo), ffi.from_buffer("double[]", frac.ravel()))
-    for a in (offsets_ns, missing, no_traj):
-        a.flags.writeable = False
-    return k, ffi.from_buffer("int64_t[]", offsets_ns), missing, no_traj, traj
+    offsets_ns.flags.writeable = False
+    return k, ffi.from_buffer("int64_t[]", offsets_ns), traj
 
 
 _native_cfg = (None, None)  # (the last ScorerConfig, its struct): one identity test per call
@@ -219,58 +214,61 @@ def _history_column(history, name, n):
     return col if col.shape == (n,) or n == 0 else None
 
 
-def _score_columns_native(native, predictions, t_hist_ns, history, cfg):
-    """``score_predictions_columns`` through the C kernel, or None when the batch is one the
-    reference must take: inputs it would reject or convert otherwise (its errors are the
-    caller's), a grid the kernel does not integrate.
+def _score_native(native, batch: PredictionBatch, t_hist_ns, history, cfg) -> DivergenceBatch | None:
+    """``score_batch`` through the C kernel, or None when the batch is one the reference must
+    take: inputs it would reject or convert otherwise (its errors are the caller's), a grid the
+    kernel does not integrate.
 
     The terms are chosen per batch as in the reference, except that a term is computed even when
     every predicted value or every realized yaw rate is NaN: the reference skips it, leaving its
     columns NaN and the term out of ``divergence``, which is what computing it gives (a NaN in a
     mean makes it NaN), so the outputs are the same without scanning the arrays. Inputs are
     converted as the reference converts them (float64 values, int64 times); arrays already
-    contiguous and of that type are passed without a copy. Called ~5 times a second with ~4
-    predictions by the vehicle service: keep the numpy calls around the kernel few.
+    contiguous and of that type (the model runner's) are passed without a copy. Called ~5 times
+    a second with ~4 predictions by the vehicle service: keep the numpy calls around the kernel few.
     """
     ffi, lib = native
     null = ffi.NULL
     try:
-        grid = _native_grid(native, np.asarray(predictions[0].horizon_s, np.float64).tobytes())
+        grid = _native_grid(native, np.asarray(batch.horizon_s, np.float64).tobytes())
         t_hist = np.asarray(t_hist_ns)
         if grid is None or t_hist.dtype.kind not in "iu" or t_hist.ndim != 1:
             return None
-        k, offsets_ns, missing, no_traj, traj = grid
+        k, offsets_ns, traj = grid
         t_hist = np.ascontiguousarray(t_hist, np.int64)
         n = len(t_hist)
-        p_count = len(predictions)
+        p_count = len(batch)
         speed = _history_column(history, "speed_mps", n)
         if speed is None:
             return None
         flags = 0
+        keep = []  # converted arrays stay alive until the kernel has run
         ptrs = []  # (history column, predictions) of steer and accel
         for name, flag in (("steer_angle_deg", lib.SHADOWD_SCORE_STEER), ("accel_long_mps2", lib.SHADOWD_SCORE_ACCEL)):
             if name not in history:
                 ptrs += [null, null]
                 continue
             col = _history_column(history, name, n)
-            pred = np.array([p.controls.get(name, missing) for p in predictions], np.float64)
+            pred = batch.controls.get(name)
+            pred = np.full((p_count, k), np.nan) if pred is None else np.ascontiguousarray(pred, np.float64)
             if col is None or pred.shape != (p_count, k):
                 return None
+            keep.append(pred)
             ptrs += [ffi.from_buffer("double[]", col), ffi.from_buffer("double[]", pred)]
             flags |= flag
         steer, pred_steer, accel, pred_accel = ptrs
         yaw = xy = null
         n_steps, tau_ns, half_dt, lo, frac = 0, null, null, null, null
-        if "yaw_rate_rps" in history and any(p.trajectory_xy_m is not None for p in predictions):
+        if "yaw_rate_rps" in history and batch.trajectory_xy_m is not None:
             col = _history_column(history, "yaw_rate_rps", n)
-            pred = np.array([p.trajectory_xy_m if p.trajectory_xy_m is not None else no_traj for p in predictions],
-                            np.float64)
+            pred = np.ascontiguousarray(batch.trajectory_xy_m, np.float64)
             if traj is None or col is None or pred.shape != (p_count, k, 2):
                 return None
+            keep.append(pred)
             yaw, xy = ffi.from_buffer("double[]", col), ffi.from_buffer("double[]", pred)
             n_steps, tau_ns, half_dt, lo, frac = traj
             flags |= lib.SHADOWD_SCORE_TRAJ
-        t0_ns = np.array([p.t_ns for p in predictions], np.int64)
+        t0_ns = np.ascontiguousarray(batch.t_ns, np.int64)
     except (TypeError, ValueError, OverflowError):
         return None
     out = np.empty((lib.SHADOWD_SCORE_COLUMNS, p_count))
@@ -280,47 +278,42 @@ def _score_columns_native(native, predictions, t_hist_ns, history, cfg):
                                  ffi.from_buffer("double[]", out))
     if rc != 0:
         return None  # arguments the checks above let through: the reference decides
-    # Python floats, one row per prediction; Divergence(t_ns, score, metrics) positionally: P calls
-    scored = [Divergence(p.t_ns, row[0], dict(zip(_ROW_KEYS, row))) for p, row in zip(predictions, out.T.tolist())]
-    return scored, dict(zip(METRIC_NAMES, out))
+    return DivergenceBatch(t0_ns, dict(zip(_ROW_KEYS, out)))
 
 
-def _score_columns_numpy(predictions: list[Prediction], t_hist_ns: np.ndarray, history: dict[str, np.ndarray],
-                         cfg: ScorerConfig = ScorerConfig()) -> tuple[list[Divergence], dict[str, np.ndarray]]:
-    """The reference implementation of ``score_predictions_columns`` (numpy), and its fallback
-    when the C kernel is not built or does not take a batch."""
-    if not predictions:
-        return [], {name: np.empty(0) for name in METRIC_NAMES}
-    offsets = np.asarray(predictions[0].horizon_s, np.float64)
-    t0_ns = np.array([p.t_ns for p in predictions], np.int64)
+def _score_numpy(batch: PredictionBatch, t_hist_ns: np.ndarray, history: dict[str, np.ndarray],
+                 cfg: ScorerConfig = ScorerConfig()) -> DivergenceBatch:
+    """The reference implementation of ``score_batch`` (numpy), and its fallback when the C
+    kernel is not built or does not take a batch."""
+    t0_ns = np.asarray(batch.t_ns, np.int64)
+    p_count = len(t0_ns)
+    if not p_count:
+        return DivergenceBatch(t0_ns, {name: np.empty(0) for name in _ROW_KEYS})
+    offsets = np.asarray(batch.horizon_s, np.float64)
     offsets_ns = np.round(offsets * 1e9).astype(np.int64)
     grid = lattice(t0_ns, offsets_ns)  # shared by every realized signal
     speed = _at_grid(t_hist_ns, history["speed_mps"], t0_ns, offsets_ns, grid)
     v_mean = speed.mean(axis=1)
-    p_count = len(predictions)
     metrics = {name: np.full(p_count, np.nan) for name in METRIC_NAMES}
     norms = []
-    missing = np.full(len(offsets), np.nan)  # a prediction without this control
-    steer = np.array([p.controls.get("steer_angle_deg", missing) for p in predictions], np.float64)
+    missing = np.full((p_count, len(offsets)), np.nan)  # a batch without this control
+    steer = np.asarray(batch.controls.get("steer_angle_deg", missing), np.float64)
     if "steer_angle_deg" in history and not np.isnan(steer).all():
         real = _at_grid(t_hist_ns, history["steer_angle_deg"], t0_ns, offsets_ns, grid)
         err = np.abs(steer - real).mean(axis=1)
         metrics["steer_err_deg"] = err
         metrics["steer_err_norm"] = err / steer_tolerance_deg(v_mean, cfg)
         norms.append(metrics["steer_err_norm"])
-    accel = np.array([p.controls.get("accel_long_mps2", missing) for p in predictions], np.float64)
+    accel = np.asarray(batch.controls.get("accel_long_mps2", missing), np.float64)
     if "accel_long_mps2" in history and not np.isnan(accel).all():
         real = _at_grid(t_hist_ns, history["accel_long_mps2"], t0_ns, offsets_ns, grid)
         err = np.abs(accel - real).mean(axis=1)
         metrics["accel_err_mps2"] = err
         metrics["accel_err_norm"] = err / cfg.accel_tol_mps2
         norms.append(metrics["accel_err_norm"])
-    has_traj = [p.trajectory_xy_m is not None for p in predictions]
-    if any(has_traj) and "yaw_rate_rps" in history and not np.isnan(history["yaw_rate_rps"]).all():
+    if batch.trajectory_xy_m is not None and "yaw_rate_rps" in history and not np.isnan(history["yaw_rate_rps"]).all():
         real = realized_path(t_hist_ns, history["speed_mps"], history["yaw_rate_rps"], t0_ns, offsets)
-        no_traj = np.full((len(offsets), 2), np.nan)
-        pred = np.stack([p.trajectory_xy_m if p.trajectory_xy_m is not None else no_traj
-                         for p in predictions]).astype(np.float64)
+        pred = np.asarray(batch.trajectory_xy_m, np.float64)
         d = np.linalg.norm(pred - real, axis=-1)
         metrics["ade_m"] = d.mean(axis=1)
         metrics["fde_m"] = d[:, -1]
@@ -334,9 +327,5 @@ def _score_columns_numpy(predictions: list[Prediction], t_hist_ns: np.ndarray, h
         total = np.where(known, stacked ** 2, 0.0).sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             metrics["divergence"] = np.where(count > 0, np.sqrt(total / np.maximum(count, 1)), np.nan)
-    rows = zip(*(v.tolist() for v in metrics.values()), v_mean.tolist())  # Python floats, column-wise
-    out = []
-    for p, row in zip(predictions, rows):
-        m = dict(zip(_ROW_KEYS, row))
-        out.append(Divergence(t_ns=p.t_ns, score=m["divergence"], metrics=m))
-    return out, metrics
+    metrics["realized_speed_mps"] = v_mean
+    return DivergenceBatch(t0_ns, metrics)

@@ -1,7 +1,8 @@
 """ShadowCore: the pure shadow pipeline that replay and the daemon share.
 
-Frames in (per topic, time ordered), events out: InferenceRequest at the model's rate once
-its window is available, Divergence once a prediction's horizon has passed, TriggerFired from
+Frames in (per topic, time ordered), events out: an InferenceRequest for the model's ticks
+whose windows are available, a DivergenceBatch of the predictions whose horizon has passed
+(both columnar: one object per call, not per prediction), TriggerFired from
 the trigger engine evaluated at ``tick_hz`` on aligned signal columns plus the latest
 divergence metrics. No I/O, no clock, no threads: time arrives as ``now_ns``.
 
@@ -30,7 +31,7 @@ Rules:
 
 API: ``ShadowCore(contract, triggers, *, tick_hz=50, scorer=None, max_wait_s=0.5)``;
 ``push_frames(topic, frames)``; ``advance(now_ns, settle=True) -> [InferenceRequest |
-Divergence | TriggerFired]``; ``settle(now_ns)``; ``submit(request, prediction_or_None)``;
+DivergenceBatch | TriggerFired]``; ``settle(now_ns)``; ``submit(request, predictions_or_None)``;
 ``next_due_ns()`` (when a service loop should next wake); ``stats()``.
 """
 
@@ -43,10 +44,10 @@ from typing import Any
 import numpy as np
 
 from .align import lattice, sample_many
-from .divergence import METRIC_NAMES, ScorerConfig, score_predictions_columns
+from .divergence import METRIC_NAMES, ScorerConfig, score_batch
 from .model_contract import ModelContract
 from .signals import RAW_TOPIC, SIGNALS, TOPICS, frame_dtype
-from .types import Divergence, Prediction, TriggerFired
+from .types import DivergenceBatch, PredictionBatch, TriggerFired
 
 _SCORING_SIGNALS = ("speed_mps", "steer_angle_deg", "accel_long_mps2", "yaw_rate_rps")
 _SCALAR_TICKS = 8  # up to this many trigger ticks per advance go through the scalar evaluator
@@ -61,10 +62,16 @@ _TRIM_FRAMES = 64  # ... or sooner when this many frames arrived since the last 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class InferenceRequest:
-    """Run the model on ``inputs`` (tensor name -> float32 (steps, signals)) for time ``t_ns``."""
+    """Run the model for the request ticks ``t_ns`` (int64 (rows,), ascending) on ``inputs``
+    (tensor name -> float32 (rows, steps, signals)): one request per ``advance`` call, however
+    many ticks came due (a service wake-up: one; a replay step: hundreds). It is answered as a
+    whole with a ``PredictionBatch`` (or None) through ``ShadowCore.submit``."""
 
-    t_ns: int
+    t_ns: np.ndarray
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.t_ns)
 
 
 class _Buffer:
@@ -220,11 +227,11 @@ class ShadowCore:
             self._window_sources = []
             self._window_native = None
         self._next_req: int | None = None
-        # request t_ns -> [count, advance call that emitted it, given up waiting for it]
+        # first tick of a request -> [its ticks, advance call that emitted it, given up waiting for it]
         self._outstanding: dict[int, list] = {}
         self._calls = 0
         self._pushed_since_trim = 0
-        self._to_score: list[Prediction] = []
+        self._to_score: list[PredictionBatch] = []  # answered, not yet scored (rows ascending per batch)
         self._score_due_ns = _FAR  # earliest t0 + horizon among _to_score
         self._metric_t = np.empty(0, np.int64)  # visibility times of divergence metrics
         # row i: the metrics visible from _metric_t[i] (METRIC_NAMES order), then a NaN column
@@ -306,21 +313,20 @@ class ShadowCore:
         self._pushed_since_trim += n
         buf.append(frames, rows)
 
-    def submit(self, request: InferenceRequest, prediction: Prediction | None) -> None:
-        """Hand back the model's answer to ``request`` (None: failed or shed). May come late."""
-        t = int(request.t_ns)
-        entry = self._outstanding.get(t)
-        if entry is not None:
-            if entry[0] <= 1:
-                del self._outstanding[t]
-            else:
-                entry[0] -= 1
-        if prediction is None:
-            self._counters["predictions_missing"] += 1
+    def submit(self, request: InferenceRequest, predictions: PredictionBatch | None) -> None:
+        """Hand back the model's answer to ``request``: its predictions, ascending, where rows
+        the model could not answer are left out; None: failed or shed. May come late."""
+        rows = len(request)
+        if rows:
+            self._outstanding.pop(int(request.t_ns[0]), None)
+        answered = len(predictions) if predictions is not None else 0
+        if answered < rows:
+            self._counters["predictions_missing"] += rows - answered
+        if not answered:
             return
-        self._counters["predictions"] += 1
-        self._to_score.append(prediction)
-        self._score_due_ns = min(self._score_due_ns, int(prediction.t_ns) + self._horizon_ns)
+        self._counters["predictions"] += answered
+        self._to_score.append(predictions)
+        self._score_due_ns = min(self._score_due_ns, int(predictions.t_ns[0]) + self._horizon_ns)
 
     # -- clock ----------------------------------------------------------------------------
     def advance(self, now_ns: int, *, settle: bool = True) -> list[Any]:
@@ -410,17 +416,16 @@ class ShadowCore:
                     raise RuntimeError(f"shadowd_window_sample failed ({rc})")
         else:
             self._sample_windows(win, instants, gather)
-        bad = np.isnan(win).any(axis=(1, 2)).tolist()
-        out = []
-        for i, t in enumerate(ticks.tolist()):
-            if bad[i]:
-                self._counters["windows_incomplete"] += 1
-                continue
-            out.append(InferenceRequest(t, {c.input_tensor: win[i]}))
-            entry = self._outstanding.setdefault(t, [0, self._calls, False])
-            entry[0] += 1
-        self._counters["requests"] += len(out)
-        return out
+        complete = ~np.isnan(win).any(axis=(1, 2))
+        rows = int(complete.sum())
+        if rows < len(ticks):
+            self._counters["windows_incomplete"] += len(ticks) - rows
+            if not rows:
+                return []
+            ticks, win = ticks[complete], win[complete]
+        self._outstanding[int(ticks[0])] = [rows, self._calls, False]
+        self._counters["requests"] += rows
+        return [InferenceRequest(ticks, {c.input_tensor: win})]
 
     def _sample_windows(self, win: np.ndarray, instants: np.ndarray, gather: np.ndarray | None) -> None:
         """Model windows in numpy (``align.sample_many``): replay's batches (many windows on a
@@ -432,7 +437,7 @@ class ShadowCore:
             for (j, _, _), values in zip(signals, sampled):
                 win[:, :, j] = values if gather is None else values[gather]
 
-    def _score(self, now_ns: int) -> list[Divergence]:
+    def _score(self, now_ns: int) -> list[DivergenceBatch]:
         if not self._to_score or self._bin_end(self._score_due_ns) > now_ns:
             return []
         veh = self._buffers.get("vehicle")
@@ -441,30 +446,40 @@ class ShadowCore:
         limit = min(veh.last_t, now_ns)
         if self._bin_end(self._score_due_ns) > limit:
             return []
-        # every prediction whose horizon ends in a bin that closed by ``limit`` (batch_ns > 0)
+        # every prediction whose horizon ends in a bin that closed by ``limit`` (batch_ns > 0):
+        # t0 + horizon < cut, a leading run of each batch's ascending rows
         cut = (limit // self._batch_ns) * self._batch_ns
-        due = [p for p in self._to_score if p.t_ns + self._horizon_ns < cut]
-        if not due:
+        parts, rest = [], []
+        for b in self._to_score:
+            k = int(np.searchsorted(b.t_ns, cut - self._horizon_ns, side="left"))
+            if k:
+                parts.append(b.take(slice(0, k)) if k < len(b) else b)
+            if k < len(b):
+                rest.append(b.take(slice(k, None)) if k else b)
+        if not parts:
             return []
-        self._to_score = [p for p in self._to_score if p.t_ns + self._horizon_ns >= cut]
-        self._score_due_ns = min((p.t_ns for p in self._to_score), default=_FAR) + self._horizon_ns
-        due.sort(key=lambda p: p.t_ns)
+        self._to_score = rest
+        self._score_due_ns = min((int(b.t_ns[0]) for b in rest), default=_FAR) + self._horizon_ns
+        due = PredictionBatch.concat(parts)
+        if len(parts) > 1 and (due.t_ns[1:] < due.t_ns[:-1]).any():  # answers that came out of order
+            due = due.take(np.argsort(due.t_ns, kind="stable"))
         fr = veh.frames
         t = veh.t
-        if due[0].t_ns < t[0]:
+        if due.t_ns[0] < t[0]:
             # answered after its history was trimmed (a very late async answer): cannot be scored
-            stale = [p for p in due if p.t_ns < t[0]]
-            self._counters["predictions_unscorable"] += len(stale)
-            due = due[len(stale):]
-            if not due:
+            stale = int(np.searchsorted(due.t_ns, t[0], side="left"))
+            self._counters["predictions_unscorable"] += stale
+            if stale == len(due):
                 return []
-        lo = max(0, int(np.searchsorted(t, due[0].t_ns, side="right")) - 1)
-        hi = int(np.searchsorted(t, due[-1].t_ns + self._horizon_ns, side="left")) + 1
+            due = due.take(slice(stale, None))
+        lo = max(0, int(np.searchsorted(t, due.t_ns[0], side="right")) - 1)
+        hi = int(np.searchsorted(t, due.t_ns[-1] + self._horizon_ns, side="left")) + 1
         fr = fr[lo:hi]
         hist = {s: fr[s].astype(np.float64) for s in _SCORING_SIGNALS if s in fr.dtype.names}
-        out, columns = score_predictions_columns(due, t[lo:hi], hist, self.scorer)
+        out = score_batch(due, t[lo:hi], hist, self.scorer)
+        columns = out.metrics
         self._counters["divergences"] += len(out)
-        vis = np.array([d.t_ns for d in out], np.int64) + (self._horizon_ns + self._visible_after_ns)
+        vis = out.t_ns + (self._horizon_ns + self._visible_after_ns)
         in_order = len(self._metric_t) == 0 or vis[0] >= self._metric_t[-1]  # the usual case: append
         self._metric_t = np.concatenate([self._metric_t, vis])
         self._metric_v = np.concatenate([self._metric_v, np.column_stack([*(columns[m] for m in METRIC_NAMES), np.full(len(vis), np.nan)])])
@@ -476,7 +491,7 @@ class ShadowCore:
             tail = slice(-len(vis) if in_order else -_RECENT_ROWS, None)
             self._metric_recent.extend(zip(self._metric_t[tail].tolist(),
                                            map(tuple, self._metric_v[tail][:, self._trigger_metric_cols].tolist())))
-        return out
+        return [out]
 
     def _triggers(self, now_ns: int) -> list[TriggerFired]:
         ready = self._ready_until(self._trigger_topics)
@@ -591,7 +606,7 @@ class ShadowCore:
         if self.contract is not None and self._next_req is not None:
             keep.append(self._next_req + int(self._offsets_ns[0]))
             if self._to_score:
-                keep.append(min(p.t_ns for p in self._to_score))
+                keep.append(min(int(b.t_ns[0]) for b in self._to_score))
             if self._outstanding:
                 keep.append(min(self._outstanding))
         if self._next_tick is not None:
@@ -617,7 +632,7 @@ class ShadowCore:
         out = dict(self._counters)
         out["buffered_frames"] = {t: len(b) for t, b in self._buffers.items()}
         out["outstanding_requests"] = sum(e[0] for e in self._outstanding.values() if not e[2])
-        out["predictions_unscored"] = len(self._to_score)
+        out["predictions_unscored"] = sum(len(b) for b in self._to_score)
         if self._engine is not None and hasattr(self._engine, "stats"):
             out["triggers"] = self._engine.stats()
         return out

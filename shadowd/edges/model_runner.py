@@ -4,17 +4,18 @@ Owns: loading the model with the adapter's execution providers and thread counts
 its declared contract (shadowd.core.model_contract) against the graph and the platform,
 warm-up, the latency histogram, the compute budget with rate shedding, and three ways to run:
 
-* ``run_batch(requests)``: one ONNX call for many requests (replay); no shedding, so replay is
-  deterministic;
-* ``predict(request)``: one request, with the budget: when an inference overruns
+* ``infer(request)``: one ONNX call for all the ticks of a request (replay asks for hundreds at
+  once); no shedding, so replay is deterministic;
+* ``predict(request)``: the same, with the budget: when an inference overruns
   ``budget_ms`` the runner halves its rate (answers every 2nd, 4th, ... 8th request, the rest
   return None and count as ``shed``), logs it, and doubles back after 50 inferences in budget;
 * async (the daemon): ``run(requests)`` hands the newest request to a worker thread (queue
   depth 1, newest wins; superseded requests come back as ``(request, None)``) and returns the
-  ``(request, prediction | None)`` pairs finished since the last call. It never blocks.
+  ``(request, predictions | None)`` pairs finished since the last call. It never blocks.
 
-A model exception never propagates: it is counted (``errors``), logged once per kind, and the
-request gets None. Load-time problems (unreadable file, contract mismatch) raise ModelError:
+Answers are ``PredictionBatch`` columns (no object per prediction). A model exception never
+propagates: it is counted (``errors``), logged once per kind, and the request gets None; a row
+with a non-finite output is left out of its batch and counted. Load-time problems (unreadable file, contract mismatch) raise ModelError:
 a model that cannot run is refused before the service relies on it.
 """
 
@@ -31,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..core.model_contract import ModelContract, TensorSpec, parse_contract
-from ..core.types import Prediction
+from ..core.types import PredictionBatch
 from ..errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def default_model_path() -> Path:
 
 
 class ModelRunner:
-    """One loaded candidate model. ``predict``/``run_batch`` from one thread at a time; the
+    """One loaded candidate model. ``predict``/``infer`` from one thread at a time; the
     async worker is the only other thread and owns the session while it runs."""
 
     def __init__(self, model_path: str | Path, platform: Any = None, *, adapter: Any = None,
@@ -103,79 +104,77 @@ class ModelRunner:
         self._worker: threading.Thread | None = None
         self._cv = threading.Condition()
         self._slot: Any = None
-        self._done: list[tuple[Any, Prediction | None]] = []
+        self._done: list[tuple[Any, PredictionBatch | None]] = []
         self._stop = False
         dummy = np.zeros((1, c.window_steps, len(c.signals)), np.float32)
         for _ in range(max(0, warmup)):
             self._session.run(self._output_names, {c.input_tensor: dummy})
 
     # -- inference -------------------------------------------------------------------------
-    def _infer(self, batch: np.ndarray, t_list: Sequence[int]) -> list[Prediction | None]:
+    def _infer(self, batch: np.ndarray, t_ns: np.ndarray) -> PredictionBatch | None:
         c = self.contract
+        n = len(t_ns)
         t0 = time.perf_counter_ns()
         try:
             outs = self._session.run(self._output_names, {c.input_tensor: batch})
         except Exception as err:  # noqa: BLE001 - a model failure must never stop the service
-            self.counters["errors"] += len(t_list)
+            self.counters["errors"] += n
             kind = type(err).__name__
             if kind not in self._error_kinds:
                 self._error_kinds.add(kind)
                 log.warning("model %s failed at inference (%s: %s); counting, the service goes on",
                             self.path.name, kind, str(err).splitlines()[0][:200])
-            return [None] * len(t_list)
+            return None
         elapsed = time.perf_counter_ns() - t0
-        per_item = elapsed // max(1, len(t_list))
         self.latency_ms.append(elapsed / 1e6)
-        self.counters["inferences"] += len(t_list)
+        self.counters["inferences"] += n
         self.counters["batches"] += 1
         res = dict(zip(self._output_names, outs))
-        n = len(t_list)
         ok = np.ones(n, bool)
-        ctrl = traj = None
+        controls = {}
+        traj = None
         if c.controls_tensor is not None:
-            ctrl = res[c.controls_tensor][:n, :, :len(c.control_signals)].astype(np.float64)
-            ok &= np.isfinite(ctrl).all(axis=(1, 2))  # one check per batch, not per prediction
+            out = res[c.controls_tensor][:n]
+            for j, name in enumerate(c.control_signals):  # each control contiguous (rows, steps)
+                controls[name] = np.ascontiguousarray(out[:, :, j], np.float64)
+                ok &= np.isfinite(controls[name]).all(axis=1)
         if c.trajectory_tensor is not None:
             traj = res[c.trajectory_tensor][:n].astype(np.float64)
             ok &= np.isfinite(traj).all(axis=tuple(range(1, traj.ndim)))
-        preds = []
-        names = list(enumerate(c.control_signals)) if ctrl is not None else []
-        if ctrl is not None:
-            ctrl = np.ascontiguousarray(ctrl.transpose(0, 2, 1))  # (n, control, step): rows are views
-        for i, (t, good) in enumerate(zip(t_list, ok.tolist())):
-            if not good:
-                self.counters["errors"] += 1
-                preds.append(None)
-                continue
-            # views into this batch's own arrays (fresh per call, never written again): no copies
-            row = ctrl[i] if ctrl is not None else None
-            preds.append(Prediction(t_ns=int(t), horizon_s=self._horizon, controls={s: row[j] for j, s in names},
-                                    trajectory_xy_m=traj[i] if traj is not None else None,
-                                    latency_ns=int(per_item)))
+        preds = PredictionBatch(np.asarray(t_ns, np.int64), self._horizon, controls, traj, elapsed // max(1, n))
+        bad = n - int(ok.sum())
+        if bad:
+            self.counters["errors"] += bad
+            preds = preds.take(ok)
         return preds
 
-    def run_batch(self, requests: Sequence[Any]) -> list[Prediction | None]:
-        """Predictions for ``requests`` (objects with ``t_ns`` and ``inputs``), in order, one ONNX call."""
-        if not requests:
-            return []
+    def infer(self, request: Any) -> PredictionBatch | None:
+        """Predictions for every tick of ``request`` (``t_ns`` (rows,) and ``inputs``: tensor ->
+        (rows, steps, signals)) in one ONNX call, rows with a non-finite output left out; None
+        when the model could not run it (counted)."""
         name = self.contract.input_tensor
+        rows = len(request.t_ns)
+        if not rows:
+            return None
+        shape = (rows, self.contract.window_steps, len(self.contract.signals))
         try:
-            batch = np.stack([np.asarray(r.inputs[name], np.float32) for r in requests])
-        except (KeyError, ValueError) as err:
-            self.counters["errors"] += len(requests)
-            log.warning("bad inference request batch (%s); expected inputs[%r] of shape %s", err, name,
-                        (self.contract.window_steps, len(self.contract.signals)))
-            return [None] * len(requests)
-        return self._infer(batch, [r.t_ns for r in requests])
+            batch = np.ascontiguousarray(request.inputs[name], np.float32)
+            if batch.shape != shape:
+                raise ValueError(f"got shape {batch.shape}")
+        except (KeyError, ValueError, TypeError) as err:
+            self.counters["errors"] += rows
+            log.warning("bad inference request (%s); expected inputs[%r] of shape %s", err, name, shape)
+            return None
+        return self._infer(batch, request.t_ns)
 
-    def predict(self, request: Any) -> Prediction | None:
-        """One request under the compute budget (may shed: returns None, counted)."""
+    def predict(self, request: Any) -> PredictionBatch | None:
+        """``infer`` under the compute budget (may shed the request: returns None, counted)."""
         if self.shed_factor > 1:
             self._shed_phase = (self._shed_phase + 1) % self.shed_factor
             if self._shed_phase != 0:
-                self.counters["shed"] += 1
+                self.counters["shed"] += len(request.t_ns)
                 return None
-        pred = self.run_batch([request])[0]
+        pred = self.infer(request)
         if self.latency_ms:
             self._account(self.latency_ms[-1])
         return pred
@@ -198,19 +197,19 @@ class ModelRunner:
                 log.info("model %s: back within budget; running every %d. request", self.path.name, self.shed_factor)
 
     # -- async mode (daemon) ---------------------------------------------------------------
-    def run(self, requests: Sequence[Any]) -> list[tuple[Any, Prediction | None]]:
+    def run(self, requests: Sequence[Any]) -> list[tuple[Any, PredictionBatch | None]]:
         """Executor protocol for the daemon: queue the newest of ``requests``, return what finished.
 
         Never blocks on inference. Older queued requests are superseded (returned with None).
         """
         if self._worker is None:
             self._start()
-        out: list[tuple[Any, Prediction | None]] = []
+        out: list[tuple[Any, PredictionBatch | None]] = []
         with self._cv:
             for r in requests:
                 if self._slot is not None:
                     out.append((self._slot, None))
-                    self.counters["superseded"] += 1
+                    self.counters["superseded"] += len(self._slot.t_ns)
                 self._slot = r
             if requests:
                 self._cv.notify()

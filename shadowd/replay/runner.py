@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..clip import ArrayHistory
-from ..core.types import ClipSpec, Divergence, TriggerFired
+from ..core.types import ClipSpec, DivergenceBatch, TriggerFired
 from ..edges.model_runner import default_model_path
 from ..errors import ConfigError, ReplayError, ShadowdError
 from ..session import Session, make_provenance
@@ -294,10 +294,11 @@ def clip_file_name(index: int, drive_name: str, clip_index: int) -> str:
 
 def _summarise(index, drive, session, events, clips, model, opts, run_s) -> dict[str, Any]:
     t0 = drive.t0_ns
-    divs = [e for e in events if isinstance(e, Divergence)]
+    divs = [e for e in events if isinstance(e, DivergenceBatch)]
     fired = [e for e in events if isinstance(e, TriggerFired)]
-    div_t = np.array([round((d.t_ns - t0) / NS, 6) for d in divs], dtype=np.float64)  # = _rel_s, inlined
-    div_score = np.array([d.score for d in divs], dtype=np.float64)
+    div_t_ns = np.concatenate([d.t_ns for d in divs]) if divs else np.empty(0, np.int64)
+    div_t = np.array([round(x, 6) for x in ((div_t_ns - t0) / NS).tolist()])  # = _rel_s (Python's round)
+    div_score = np.concatenate([d.score for d in divs]) if divs else np.empty(0)
     clip_rows, clip_bytes = [], []
     for i, (spec, data) in enumerate(clips):
         name = clip_file_name(index, drive.name, i)
@@ -345,8 +346,12 @@ def _control_traces(drive: Drive, session: Session, clips, t0: int) -> list[dict
     for spec, _ in clips:
         preds = session.predictions_between(spec.t0_ns, spec.t1_ns)
         entry: dict[str, Any] = {"t0_s": _rel_s(spec.t0_ns, t0), "signals": {}}
-        names = sorted({n for p in preds for n in p.controls})
-        pred_t = [_rel_s(p.t_ns, t0) + float(p.horizon_s[0]) for p in preds]
+        if preds is None:
+            out.append(entry)
+            continue
+        names = sorted(preds.controls)
+        lead_s = float(preds.horizon_s[0])
+        pred_t = [round(x, 6) + lead_s for x in ((preds.t_ns - t0) / NS).tolist()]  # = _rel_s + lead
         window = t_window = None
         if vehicle is not None and any(n in vehicle_names for n in names):
             lo = int(np.searchsorted(vehicle["t_ns"], spec.t0_ns, side="left"))
@@ -356,13 +361,9 @@ def _control_traces(drive: Drive, session: Session, clips, t0: int) -> list[dict
             window = window[::step]
             t_window = [(int(x) - t0) / NS for x in window["t_ns"]]
         for name in names:
-            pt, pv = [], []
-            for p, t_s in zip(preds, pred_t):
-                v = p.controls.get(name)
-                if v is not None and len(v):
-                    pt.append(t_s)
-                    pv.append(float(v[0]))
-            sig = {"pred_t_s": pt, "pred": pv}
+            first = preds.controls[name]
+            sig = {"pred_t_s": pred_t if first.shape[1] else [],
+                   "pred": first[:, 0].tolist() if first.shape[1] else []}
             if window is not None and name in vehicle_names:
                 sig["t_s"] = list(t_window)
                 sig["actual"] = window[name].astype(np.float64).tolist()

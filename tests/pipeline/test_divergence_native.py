@@ -1,5 +1,5 @@
 """The C divergence kernel (native/src/score.c) against the numpy reference
-(``divergence._score_columns_numpy``): the same metrics to 1e-9 with NaN in the same places, on
+(``divergence._score_numpy``): the same metrics to 1e-9 with NaN in the same places, on
 the real RAV4 drive through the pipeline and on generated histories and predictions (NaN,
 missing controls and trajectories, predictions at the history's edges); batches the kernel
 does not take fall back to the reference."""
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from shadowd.core import divergence as dv
-from shadowd.core.divergence import METRIC_NAMES, ScorerConfig, score_predictions_columns
-from shadowd.core.types import Divergence, Prediction
+from shadowd.core.divergence import METRIC_NAMES, ScorerConfig, score_batch
+from shadowd.core.types import DivergenceBatch, Prediction, PredictionBatch
 from shadowd.edges.model_runner import ModelRunner, default_model_path
 from shadowd.edges.platforms import load_platform
 
@@ -26,18 +26,20 @@ SIGNALS = ("speed_mps", "steer_angle_deg", "accel_long_mps2", "yaw_rate_rps")
 pytestmark = pytest.mark.skipif(dv._native_scorer() is None, reason="shadowd._native has no divergence kernel")
 
 
-def _assert_same(native, reference):
-    """Same Divergences (times, keys, values to rel/abs 1e-9, NaN in the same places) and columns."""
-    (divs, cols), (ref_divs, ref_cols) = native, reference
-    assert [(d.t_ns, tuple(d.metrics)) for d in divs] == [(d.t_ns, tuple(d.metrics)) for d in ref_divs]
-    got = np.array([[d.metrics[k] for k in KEYS] + [d.score] for d in divs], np.float64).reshape(-1, len(KEYS) + 1)
-    want = np.array([[d.metrics[k] for k in KEYS] + [d.score] for d in ref_divs], np.float64).reshape(got.shape)
-    _assert_close(got, want)
-    assert tuple(cols) == tuple(ref_cols) == METRIC_NAMES
-    for name in METRIC_NAMES:
-        assert cols[name].dtype == np.float64 and cols[name].shape == ref_cols[name].shape
-        _assert_close(cols[name], ref_cols[name])
-        np.testing.assert_array_equal(cols[name], got[:, KEYS.index(name)])  # the very values
+def _assert_same(native: DivergenceBatch, reference: DivergenceBatch):
+    """Same rows (times), metrics (names in order, float64 columns, values to rel/abs 1e-9, NaN
+    in the same places); the rows as Divergence objects carry the very column values."""
+    np.testing.assert_array_equal(native.t_ns, reference.t_ns)
+    assert tuple(native.metrics) == tuple(reference.metrics) == KEYS
+    for name in KEYS:
+        col, ref = native.metrics[name], reference.metrics[name]
+        assert col.dtype == ref.dtype == np.float64 and col.shape == ref.shape == native.t_ns.shape
+        _assert_close(col, ref)
+    rows = native.rows()
+    assert [d.t_ns for d in rows] == native.t_ns.tolist()
+    for name in KEYS:
+        np.testing.assert_array_equal([d.metrics[name] for d in rows], native.metrics[name])
+    np.testing.assert_array_equal([d.score for d in rows], native.score)
 
 
 def _assert_close(got, want):
@@ -47,9 +49,11 @@ def _assert_close(got, want):
 
 
 def _both(preds, t, hist, cfg=ScorerConfig()):
-    native = score_predictions_columns(preds, t, hist, cfg)
+    """Score ``preds`` (a PredictionBatch or Prediction objects) in C and in numpy; the C result."""
+    batch = preds if isinstance(preds, PredictionBatch) else PredictionBatch.of(preds)
+    native = score_batch(batch, t, hist, cfg)
     with np.errstate(all="ignore"):
-        reference = dv._score_columns_numpy(preds, t, hist, cfg)
+        reference = dv._score_numpy(batch, t, hist, cfg)
     _assert_same(native, reference)
     return native
 
@@ -65,17 +69,19 @@ class _Recording:
         self.contract = self.runner.contract
         self.predictions = []
 
-    def run_batch(self, requests):
-        out = self.runner.run_batch(requests)
-        self.predictions += out
+    def infer(self, request):
+        out = self.runner.infer(request)
+        if out is not None:
+            self.predictions.append(out)
         return out
 
 
 def _divergences(topics):
-    """The RAV4 minute through the pipeline: its Divergence events and every prediction."""
+    """The RAV4 minute through the pipeline: its divergences and every prediction, as batches."""
     runner = _Recording()
     _, events = _run(topics, runner, [])
-    return [e for e in events if isinstance(e, Divergence)], runner.predictions
+    return (DivergenceBatch.concat([e for e in events if isinstance(e, DivergenceBatch)]),
+            PredictionBatch.concat(runner.predictions))
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +90,8 @@ def rav4_predictions(rav4_topics):
     topics = rav4_topics[0]
     _, preds = _divergences(topics)
     veh = topics["vehicle"]
-    return topics, sorted(preds, key=lambda p: p.t_ns), veh["t_ns"], {s: veh[s].astype(np.float64) for s in SIGNALS}
+    preds = preds.take(np.argsort(preds.t_ns, kind="stable"))
+    return topics, preds, veh["t_ns"], {s: veh[s].astype(np.float64) for s in SIGNALS}
 
 
 def test_rav4_drive_scores_the_same_in_c_and_numpy(rav4_predictions):
@@ -92,13 +99,14 @@ def test_rav4_drive_scores_the_same_in_c_and_numpy(rav4_predictions):
     assert len(preds) > 1100
     # one pass over the minute, the replay's batches (~240), the vehicle service's (~4)
     for batch in (len(preds), 240, 4):
-        scored = [d for i in range(0, len(preds), batch) for d in _both(preds[i:i + batch], t, hist)[0]]
-        assert sum(not np.isnan(d.score) for d in scored) > 1100
+        scores = np.concatenate([_both(preds.take(slice(i, i + batch)), t, hist).score
+                                 for i in range(0, len(preds), batch)])
+        assert (~np.isnan(scores)).sum() > 1100
     # the history as the service has it: float32 columns and only the frames a batch needs
     veh = topics["vehicle"]
-    due = preds[400:404]
-    lo = int(np.searchsorted(t, due[0].t_ns, side="right")) - 1
-    hi = int(np.searchsorted(t, due[-1].t_ns + 1_500_000_000, side="left")) + 1
+    due = preds.take(slice(400, 404))
+    lo = int(np.searchsorted(t, due.t_ns[0], side="right")) - 1
+    hi = int(np.searchsorted(t, due.t_ns[-1] + 1_500_000_000, side="left")) + 1
     _both(due, t[lo:hi], {s: veh[s][lo:hi] for s in SIGNALS})
 
 
@@ -107,9 +115,9 @@ def test_pipeline_events_are_the_same_with_and_without_the_kernel(rav4_topics, m
     monkeypatch.setattr(dv, "_native_scorer", lambda: None)  # as on a build without the kernel
     reference, _ = _divergences(rav4_topics[0])
     assert len(native) == len(reference) > 1100
-    assert [d.t_ns for d in native] == [d.t_ns for d in reference]
-    _assert_close(np.array([[d.metrics[k] for k in KEYS] for d in native]),
-                  np.array([[d.metrics[k] for k in KEYS] for d in reference]))
+    np.testing.assert_array_equal(native.t_ns, reference.t_ns)
+    for k in KEYS:
+        _assert_close(native.metrics[k], reference.metrics[k])
 
 
 # --- generated batches ----------------------------------------------------------------------
@@ -193,16 +201,16 @@ def test_long_horizons_sum_as_numpy_does():
     # (no trigonometry in it) is bit-identical
     t, hist = _smooth_history()
     offsets = np.arange(1, 301) / 100.0
-    (divs, cols), (ref_divs, ref_cols) = _both(_preds(offsets), t, hist), dv._score_columns_numpy(_preds(offsets), t, hist)
-    assert [d.metrics["realized_speed_mps"] for d in divs] == [d.metrics["realized_speed_mps"] for d in ref_divs]
-    np.testing.assert_array_equal(cols["steer_err_deg"], ref_cols["steer_err_deg"])
+    native, reference = _both(_preds(offsets), t, hist), dv._score_numpy(PredictionBatch.of(_preds(offsets)), t, hist)
+    np.testing.assert_array_equal(native.metrics["realized_speed_mps"], reference.metrics["realized_speed_mps"])
+    np.testing.assert_array_equal(native.metrics["steer_err_deg"], reference.metrics["steer_err_deg"])
 
 
 def test_batches_the_kernel_does_not_take_fall_back_to_numpy(monkeypatch):
     t, hist = _smooth_history()
     calls = []
-    reference = dv._score_columns_numpy
-    monkeypatch.setattr(dv, "_score_columns_numpy", lambda *a: calls.append(1) or reference(*a))
+    reference = dv._score_numpy
+    monkeypatch.setattr(dv, "_score_numpy", lambda *a: calls.append(1) or reference(*a))
     # offsets that do not ascend (the kernel integrates the path in order) ...
     _both(_preds(np.array([0.5, 0.1, 0.3, 1.5, 1.0])), t, hist)
     assert len(calls) == 2  # the fallback, then _both's own reference call
@@ -213,19 +221,20 @@ def test_batches_the_kernel_does_not_take_fall_back_to_numpy(monkeypatch):
     _both(_preds(np.arange(1, 1100) / 500.0, count=2), t, hist)
     assert len(calls) == 5
     # a control of the wrong length: the reference's error
-    bad = _preds(np.arange(1, 16) / 10.0)
-    bad[0].controls["steer_angle_deg"] = np.zeros(3)
+    good = PredictionBatch.of(_preds(np.arange(1, 16) / 10.0))
+    bad = PredictionBatch(good.t_ns, good.horizon_s, {**good.controls, "steer_angle_deg": np.zeros((len(good), 3))},
+                          good.trajectory_xy_m)
     with pytest.raises(ValueError):
-        score_predictions_columns(bad, t, hist)
+        score_batch(bad, t, hist)
+    assert len(calls) == 6
 
 
 def test_without_the_kernel_the_reference_scores(monkeypatch):
     t, hist = _smooth_history()
-    preds = _preds(np.arange(1, 16) / 10.0)
+    preds = PredictionBatch.of(_preds(np.arange(1, 16) / 10.0))
     monkeypatch.setattr(dv, "_native_scorer", lambda: None)
-    divs, cols = score_predictions_columns(preds, t, hist)
-    ref_divs, ref_cols = dv._score_columns_numpy(preds, t, hist)
-    assert [(d.t_ns, d.score, d.metrics) for d in divs] == [(d.t_ns, d.score, d.metrics) for d in ref_divs]
+    got, want = score_batch(preds, t, hist).rows(), dv._score_numpy(preds, t, hist).rows()
+    assert [(d.t_ns, d.score, d.metrics) for d in got] == [(d.t_ns, d.score, d.metrics) for d in want]
 
 
 def test_a_stale_build_is_said_and_left_to_numpy(caplog):
@@ -240,5 +249,6 @@ def test_a_stale_build_is_said_and_left_to_numpy(caplog):
 
 
 def test_empty_batch():
-    divs, cols = score_predictions_columns([], *_smooth_history())
-    assert divs == [] and tuple(cols) == METRIC_NAMES and all(len(c) == 0 for c in cols.values())
+    out = score_batch(PredictionBatch.of([]), *_smooth_history())
+    assert len(out) == 0 and out.rows() == [] and tuple(out.metrics) == KEYS
+    assert all(len(c) == 0 for c in out.metrics.values())

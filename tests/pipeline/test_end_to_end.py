@@ -11,7 +11,7 @@ import pytest
 from shadowd.core.divergence import METRIC_NAMES
 from shadowd.core.pipeline import InferenceRequest, ShadowCore
 from shadowd.core.triggers import builtin_triggers, compile_triggers
-from shadowd.core.types import Divergence, TriggerFired
+from shadowd.core.types import DivergenceBatch, TriggerFired
 from shadowd.edges.can_ingest import decode_raw_log
 from shadowd.edges.model_runner import ModelRunner, default_model_path
 from shadowd.edges.platforms import load_platform
@@ -38,9 +38,14 @@ def _run(topics, runner, triggers):
         events += [e for e in out if not isinstance(e, InferenceRequest)]
         if not reqs:
             break
-        for r, p in zip(reqs, runner.run_batch(reqs)):
-            core.submit(r, p)
+        for r in reqs:
+            core.submit(r, runner.infer(r))
     return core, events
+
+
+def _divergences(events):
+    """The Divergence rows of the DivergenceBatch events, in order."""
+    return [d for e in events if isinstance(e, DivergenceBatch) for d in e.rows()]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +70,7 @@ def test_every_due_prediction_is_scored(rav4_run):
 
 def test_divergence_is_low_while_the_human_drives(rav4_run):
     topics, _, events = rav4_run
-    divs = [e for e in events if isinstance(e, Divergence)]
+    divs = _divergences(events)
     human = [d.score for d in divs if 1.0 < _secs(topics, d.t_ns) < 8.0]
     assert len(human) > 100
     assert np.median(human) < 0.3 and np.percentile(human, 95) < 0.6
@@ -73,7 +78,7 @@ def test_divergence_is_low_while_the_human_drives(rav4_run):
 
 def test_divergence_peaks_at_the_handover_to_openpilot(rav4_run):
     topics, _, events = rav4_run
-    divs = [e for e in events if isinstance(e, Divergence)]
+    divs = _divergences(events)
     worst = max(divs, key=lambda d: d.score)
     assert 8.5 < _secs(topics, worst.t_ns) < 11.0
     assert worst.score > 1.0
@@ -99,7 +104,7 @@ def test_profiles_sharing_a_dbc_give_identical_outputs(rav4_raw):
         runner = ModelRunner(default_model_path(), platform, providers=["CPUExecutionProvider"])
         core, events = _run(topics, runner, compile_triggers([*builtin_triggers(), ENGAGEMENT], metric_names=METRIC_NAMES))
         outputs[name] = (topics["vehicle"].tobytes(), topics["perception"].tobytes(),
-                         [(e.t_ns, e.score) for e in events if isinstance(e, Divergence)],
+                         [(d.t_ns, d.score) for d in _divergences(events)],
                          [(e.t_ns, e.trigger) for e in events if isinstance(e, TriggerFired)])
     assert outputs["nt2"] == outputs["nt3"] == outputs["desktop"]
 

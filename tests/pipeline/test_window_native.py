@@ -83,5 +83,5 @@ def test_service_requests_on_the_real_drive_match_the_numpy_windows(rav4_topics)
     a, b = requests(True), requests(False)
     assert len(a) == len(b) > 500  # run_hz 10 over the minute
     for x, y in zip(a, b):
-        assert x.t_ns == y.t_ns
+        np.testing.assert_array_equal(x.t_ns, y.t_ns)
         np.testing.assert_array_equal(x.inputs[contract.input_tensor], y.inputs[contract.input_tensor])

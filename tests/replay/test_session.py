@@ -127,7 +127,7 @@ def test_session_with_the_async_model_runner_collects_predictions_on_later_advan
 
 def test_swap_between_frames_keeps_scoring_and_finishes_old_clips_under_the_old_config(tmp_path):
     from shadowd.core.triggers import compile_triggers
-    from shadowd.core.types import Divergence
+    from shadowd.core.types import DivergenceBatch
     from shadowd.session import make_provenance
 
     cfg = tmp_path / "t.json"
@@ -163,6 +163,6 @@ def test_swap_between_frames_keeps_scoring_and_finishes_old_clips_under_the_old_
     assert by_cause["fast"].provenance.config_version == 2 and by_cause["fast"].causes[0].t_ns > t_swap
     old = [c for c in clips if c.causes[0].trigger != "fast"]
     assert old and all(c.provenance.config_version == 0 for c in old)  # built from the file config
-    div_t = np.array([e.t_ns for e in events if isinstance(e, Divergence)])
+    div_t = np.concatenate([e.t_ns for e in events if isinstance(e, DivergenceBatch)])
     assert ((div_t > t_swap) & (div_t < t_swap + 3 * 10**9)).any()  # scoring resumes within 3 s
     assert session.stats()["swaps"] == 1
