@@ -45,9 +45,37 @@ class ArrayHistory:
         return a[lo:hi]
 
 
+def _records(a: np.ndarray) -> np.ndarray:
+    """The structured array ``a`` viewed as opaque fixed-size records: numpy copies and indexes
+    a structured array field by field, records as whole rows (10-20x faster on the raw CAN topic
+    and the 61-field predictions)."""
+    return a.view(np.dtype((np.void, a.dtype.itemsize)))
+
+
 def _window(a: np.ndarray, t0_ns: int, t1_ns: int) -> np.ndarray:
+    """A copy of the frames of ``a`` inside [t0_ns, t1_ns] (``a`` need not be sorted)."""
     t = a["t_ns"]
-    return a[(t >= t0_ns) & (t <= t1_ns)]
+    return _records(a)[(t >= t0_ns) & (t <= t1_ns)].view(a.dtype)
+
+
+_LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
+"""_LOW_BYTES[k]: the mask keeping the first k (0..8) bytes of a little-endian 8-byte word."""
+
+
+def _zero_past_dlc(frames: np.ndarray) -> None:
+    """Zero each raw CAN frame's payload bytes past its dlc, in place.
+
+    The payload is handled as little-endian 8-byte words: each word column holding payload is
+    masked in one 1-D pass and the words past the longest frame are cleared as one block (a
+    (frames, bytes) boolean mask costs ~10x more: numpy loops over frames with a short inner loop).
+    """
+    dlc = frames["dlc"]
+    words = frames["data"].view("<u8")  # (n, payload bytes / 8)
+    used = -(-min(int(dlc.max()), 8 * words.shape[1]) // 8)  # word columns holding any payload
+    words[:, used:] = 0
+    for w in range(used):
+        word = words[:, w]
+        word &= _LOW_BYTES[np.clip(dlc, 8 * w, 8 * w + 8) - 8 * w]
 
 
 def build_clip(
@@ -76,17 +104,16 @@ def build_clip(
             a = history.frames(topic, spec.t0_ns, spec.t1_ns)
         except KeyError:
             continue
-        a = np.array(a, copy=True)
+        a = _records(a).copy().view(a.dtype)
         if topic == RAW_TOPIC and len(a):
-            cols = np.arange(a["data"].shape[1])[None, :]
-            a["data"][cols >= a["dlc"][:, None]] = 0
+            _zero_past_dlc(a)
         streams[topic] = a
     for name, a in (extra_streams or {}).items():
         if name in streams:
             raise ClipError(f"extra stream {name!r} clashes with a history topic of the same name; rename it")
         if a.dtype.names is None or a.dtype.names[0] != "t_ns":
             raise ClipError(f"extra stream {name!r} must be a structured array with t_ns first, got {a.dtype}")
-        streams[name] = np.array(_window(a, spec.t0_ns, spec.t1_ns), copy=True)
+        streams[name] = _window(a, spec.t0_ns, spec.t1_ns)
     return Clip(
         provenance=provenance,
         t0_ns=spec.t0_ns,

@@ -31,7 +31,9 @@ _U8 = np.uint64
 def zigzag(x: np.ndarray) -> np.ndarray:
     """int64 -> uint64 with small magnitudes small: 0,-1,1,-2 -> 0,1,2,3."""
     x = x.astype(np.int64, copy=False)
-    return ((x << np.int64(1)) ^ (x >> np.int64(63))).view(_U8)
+    z = x << np.int64(1)
+    z ^= x >> np.int64(63)
+    return z.view(_U8)
 
 
 def unzigzag(z: np.ndarray) -> np.ndarray:
@@ -52,7 +54,7 @@ def transpose(z: np.ndarray, width: int) -> bytes:
     if width == 0 or z.size == 0:
         return b""
     b = np.ascontiguousarray(z, dtype="<u8").view(np.uint8).reshape(-1, 8)[:, :width]
-    return np.ascontiguousarray(b.T).tobytes()
+    return b.T.tobytes()  # tobytes gathers the transposed view in C order: one copy
 
 
 def untranspose(data: bytes, count: int, width: int, what: str) -> np.ndarray:
@@ -73,11 +75,12 @@ def pack_ints(z: np.ndarray) -> tuple[bytes, int]:
     return transpose(z, w), w
 
 
-def _delta(x: np.ndarray, order: int) -> np.ndarray:
-    """Wrapping delta of uint64 values along axis 0, applied ``order`` times."""
+def _delta(x: np.ndarray, order: int = 1) -> np.ndarray:
+    """Wrapping delta of uint64 values along axis 0 (first row kept), applied ``order`` times."""
     for _ in range(order):
-        d = x.copy()
-        d[1:] -= x[:-1]
+        d = np.empty_like(x)
+        d[:1] = x[:1]
+        np.subtract(x[1:], x[:-1], out=d[1:])
         x = d
     return x
 
@@ -88,13 +91,24 @@ def _undelta(d: np.ndarray, order: int) -> np.ndarray:
     return d
 
 
+def _xor_previous(x: np.ndarray) -> np.ndarray:
+    """Each value XOR the one before it along the last axis (the first kept as is)."""
+    out = np.empty_like(x)
+    out[..., :1] = x[..., :1]
+    np.bitwise_xor(x[..., 1:], x[..., :-1], out=out[..., 1:])
+    return out
+
+
 _BYTE_THRESHOLDS = np.array([1 << (8 * k) for k in range(8)], _U8)
 
 
 def _size_estimate(z: np.ndarray) -> int:
     """Rough count of significant bytes: how zstd will see a transposed zigzag column (the
-    sum over values of how many of 1, 2^8, ..., 2^56 each reaches; one search, not eight passes)."""
-    return int(np.searchsorted(_BYTE_THRESHOLDS, z.reshape(-1), side="right").sum())
+    sum over values of how many of 1, 2^8, ..., 2^56 each reaches). Only the thresholds the
+    largest value reaches are compared, all in one broadcast with the values along the fast
+    axis: ~3x faster than a binary search of the thresholds per value."""
+    z = z.reshape(-1)
+    return int(np.count_nonzero(_BYTE_THRESHOLDS[: width_for(z), None] <= z))
 
 
 def _to_u64(col: np.ndarray) -> np.ndarray:
@@ -102,8 +116,8 @@ def _to_u64(col: np.ndarray) -> np.ndarray:
     if col.dtype.kind == "b":
         col = col.view(np.uint8)
     if col.dtype.kind == "i":
-        return col.astype(np.int64).view(_U8)
-    return col.astype(_U8)
+        return col.astype(np.int64, copy=False).view(_U8)
+    return col.astype(_U8, copy=False)
 
 
 # ---------------------------------------------------------------- column codecs
@@ -117,12 +131,14 @@ def encode_ints(col: np.ndarray, *, order: int | None = None) -> tuple[bytes, in
     """
     u = _to_u64(col)
     if order is None:
-        z1 = zigzag(_delta(u, 1).view(np.int64))
-        z2 = zigzag(_delta(u, 2).view(np.int64))
+        d1 = _delta(u)
+        z1 = zigzag(d1.view(np.int64))
+        z2 = zigzag(_delta(d1).view(np.int64))
         order, z = (1, z1) if _size_estimate(z1) <= _size_estimate(z2) else (2, z2)
     else:
         z = zigzag(_delta(u, order).view(np.int64))
-    z = np.ascontiguousarray(z.reshape(len(u), max(1, z[:1].size)).T).reshape(-1)
+    if z.ndim > 1:  # sub-array column: stored column after column
+        z = np.ascontiguousarray(z.reshape(len(u), max(1, z[:1].size)).T).reshape(-1)
     data, width = pack_ints(z)
     return data, width, order
 
@@ -159,7 +175,7 @@ def quantize(col: np.ndarray, precision: float) -> np.ndarray | None:
     if not (precision > 0 and np.isfinite(precision)):
         return None
     q = np.rint(col.astype(np.float64) / precision)
-    if q.size and not (np.isfinite(q).all() and np.abs(q).max() < 2.0**62):
+    if q.size and not np.abs(q).max() < 2.0**62:  # also False for NaN and inf (max propagates NaN)
         return None
     return q.astype(np.int64)
 
@@ -171,11 +187,9 @@ def dequantize(q: np.ndarray, precision: float, dtype: np.dtype) -> np.ndarray:
 def encode_float_xor(col: np.ndarray) -> tuple[bytes, int]:
     """Float column (n,) or (n, k) -> XOR of bits with the previous value, all bytes kept."""
     size = col.dtype.itemsize
-    bits = np.ascontiguousarray(col.astype(col.dtype.newbyteorder("<"))).view(f"<u{size}").astype(_U8)
-    x = bits.copy()
-    x[1:] ^= bits[:-1]
-    z = np.ascontiguousarray(x.reshape(len(col), max(1, x[:1].size)).T).reshape(-1)
-    return transpose(z, size), size
+    bits = col.astype(col.dtype.newbyteorder("<"), copy=False).view(f"<u{size}")
+    by_column = np.ascontiguousarray(bits.reshape(len(col), max(1, bits[:1].size)).T)
+    return _xor_previous(by_column).view(np.uint8).reshape(-1, size).T.tobytes(), size
 
 
 def decode_float_xor(data: bytes, n: int, shape: tuple[int, ...], width: int, dtype: np.dtype, what: str) -> np.ndarray:
@@ -192,22 +206,42 @@ def decode_float_xor(data: bytes, n: int, shape: tuple[int, ...], width: int, dt
 # ---------------------------------------------------------------- raw CAN frames
 
 
+def _stable_argsort_u64(key: np.ndarray) -> np.ndarray:
+    """``np.argsort(key, kind="stable")`` of uint64 keys, as a radix sort over their 16-bit
+    digits, least significant first: numpy sorts 16-bit keys stably by radix in linear time, and
+    digits equal in every key are skipped (two passes for classic CAN keys, ~3x faster)."""
+    order = np.arange(len(key))
+    if len(key) < 2:
+        return order
+    digits = key.astype("<u8", copy=False).view("<u2").reshape(-1, 4)
+    for d in range(4):
+        digit = digits[:, d]
+        if digit.min() != digit.max():
+            order = np.take(order, np.argsort(np.take(digit, order), kind="stable"))
+    return order
+
+
 def encode_can(a: np.ndarray) -> dict:
     """CAN_RAW_DTYPE frames -> the fields of the CanFrames message (see clip.proto)."""
     n = len(a)
     key = (a["bus"].astype(_U8) << _U8(48)) | (a["flags"].astype(_U8) << _U8(32)) | a["can_id"].astype(_U8)
-    gkey, gi = np.unique(key, return_inverse=True)
-    gi = gi.reshape(-1).astype(_U8)
-    order = np.argsort(gi, kind="stable")
+    # One stable sort of the keys gives both the groups (runs of equal keys, numbered in key
+    # order, as np.unique numbers them) and the frames of each group in time order.
+    order = _stable_argsort_u64(key)
+    sorted_key = np.take(key, order)
+    group_starts = np.empty(n, dtype=bool)
+    group_starts[:1] = True
+    np.not_equal(sorted_key[1:], sorted_key[:-1], out=group_starts[1:])
+    gkey = sorted_key[group_starts]
+    gi = np.empty(n, dtype=_U8)
+    gi[order] = np.cumsum(group_starts, dtype=_U8) - _U8(1)
 
-    dlc = np.minimum(a["dlc"], a["data"].shape[1]).astype(np.uint8)
+    # dlc and payload in group order; the payload as byte planes (width, n), where masking and
+    # XOR run along long contiguous rows.
+    dlc = np.minimum(np.take(a["dlc"], order), a["data"].shape[1]).astype(np.uint8)
     width = int(dlc.max()) if n else 0
-    payload = a["data"][:, :width].copy()
-    payload[np.arange(width)[None, :] >= dlc[:, None]] = 0
-    payload = payload[order]
-    dlc = dlc[order]
-    payload[1:] ^= payload[:-1].copy()
-    dlc[1:] ^= dlc[:-1].copy()
+    planes = np.ascontiguousarray(np.take(a["data"][:, :width], order, axis=0).T)
+    planes *= np.arange(width, dtype=np.uint8)[:, None] < dlc  # bytes past each frame's dlc -> 0
 
     t_bytes, t_w, t_order = encode_time_us(a["t_ns"])
     gi_bytes, gi_w = pack_ints(gi)
@@ -221,9 +255,9 @@ def encode_can(a: np.ndarray) -> dict:
         "t": t_bytes,
         "t_width": t_w,
         "t_delta_order": t_order,
-        "dlc": dlc.tobytes(),
+        "dlc": _xor_previous(dlc).tobytes(),
         "payload_width": width,
-        "payload": np.ascontiguousarray(payload.T).tobytes(),
+        "payload": _xor_previous(planes).tobytes(),
     }
 
 

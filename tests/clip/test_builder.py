@@ -46,6 +46,18 @@ def test_can_payload_bytes_past_the_dlc_are_zeroed():
     assert not clip.streams["can_raw"]["data"][:, 8:].any()
 
 
+def test_can_payload_bytes_past_every_dlc_are_zeroed_and_the_rest_kept():
+    rng = np.random.default_rng(7)
+    can = rav4_can()[:300].copy()
+    can["dlc"] = rng.choice([0, 1, 7, 8, 9, 15, 16, 33, 63, 64, 65, 255], len(can))
+    can["data"] = rng.integers(1, 256, can["data"].shape, dtype=np.uint8)
+    spec = ClipSpec(int(can["t_ns"][0]), int(can["t_ns"][-1]), (), priority=0)
+    got = build_clip(spec, ArrayHistory({"can_raw": can}), provenance=Provenance("v", "p")).streams["can_raw"]
+    kept = np.arange(64)[None, :] < can["dlc"][:, None]
+    assert np.array_equal(got["data"], np.where(kept, can["data"], 0))
+    assert np.array_equal(got[["t_ns", "bus", "dlc", "flags", "can_id"]], can[["t_ns", "bus", "dlc", "flags", "can_id"]])
+
+
 def test_unsorted_history_is_refused():
     a = np.zeros(3, [("t_ns", "<i8")])
     a["t_ns"] = [3, 1, 2]
