@@ -170,7 +170,8 @@ class CanIngest:
         self.gap_ns = int(gap_s * 1e9)
         self.stats = IngestStats()
         self._channels = {b.channel: i for i, b in enumerate(platform.buses)}
-        self._dbcs = [_load_dbc(str(dbc_path(b.dbc))) for b in platform.buses]
+        dbc_files = tuple(str(dbc_path(b.dbc)) for b in platform.buses)  # by bus index
+        self._dbcs = [_load_dbc(f) for f in dbc_files]
         self._bus_index = {b.name: i for i, b in enumerate(platform.buses)}
         self._routes: dict[tuple[int, int], _Route] = {}
         for m in platform.signals.values():
@@ -218,7 +219,7 @@ class CanIngest:
                     raise DecodeError(f"{platform.source}: perception.messages: {name!r} is not in "
                                       f"{platform.bus(self._perc.bus).dbc}") from None
             self._perc_msgs = [self._dbcs[pbus].by_id[fid] for fid in self._perc_ids]
-            self._perc_same_layout = _same_layout(str(dbc_path(platform.bus(self._perc.bus).dbc)), self._perc.messages, (
+            self._perc_same_layout = _same_layout(dbc_files[pbus], self._perc.messages, (
                 self._perc.distance, self._perc.lateral, self._perc.rel_speed, self._perc.valid))
             k = len(self._perc_ids)
             # per track: last update time, distance, lateral (canonical sign), rel speed, valid
@@ -229,8 +230,7 @@ class CanIngest:
         self._wanted_keys = np.array(sorted(wanted), np.int64)
         # (bus, id) tables when the ids are standard ones (read-only, shared by every CanIngest
         # of these DBCs): whether the id is in the bus's DBC; the index into _wanted_keys or -1
-        self._known_lut, self._id_lut = _lookup_tables(tuple(str(dbc_path(b.dbc)) for b in platform.buses),
-                                                       tuple(self._wanted_keys.tolist()))
+        self._known_lut, self._id_lut = _lookup_tables(dbc_files, tuple(self._wanted_keys.tolist()))
 
     # -- public streaming API --------------------------------------------------------------
     def feed(self, msg) -> dict[str, np.ndarray]:
@@ -915,7 +915,8 @@ def _take_records(raw: RawLog) -> np.ndarray | None:
 
 
 def decode_raw_log(raw: RawLog, platform: Platform, *, emit_raw: bool = True) -> tuple[dict[str, np.ndarray], IngestStats]:
-    """Decode an already-read log (whole-file API; same code as streaming)."""
+    """Decode an already-read log (whole-file API; same code as streaming). Every topic comes
+    out in ``t_ns`` order: frames older than the newest one seen are dropped, ticks ascend."""
     ing = CanIngest(platform, emit_raw=emit_raw)
     ing.stats.malformed_lines = raw.malformed_lines
     bus_of_channel = np.array([ing.channel_bus(c) for c in raw.channels] or [UNKNOWN_BUS], np.uint8)

@@ -213,8 +213,7 @@ def _read_can(path: Path, platform: Any) -> Drive:
 
     raw = read_can_log(path)
     raw.channels = map_numeric_channels(raw.channels, platform, one_based=path.suffix.lower() == ".trc")
-    topics, stats = decode_raw_log(raw, platform)
-    topics = {t: _sorted(a) for t, a in topics.items()}
+    topics, stats = decode_raw_log(raw, platform)  # in t_ns order already (its doc): not sorted again
     decoded = sum(len(a) for t, a in topics.items() if t != RAW_TOPIC)
     if decoded == 0:
         raise ReplayError(
@@ -223,8 +222,8 @@ def _read_can(path: Path, platform: Any) -> Drive:
             f"the log is from another vehicle or bus layout; pick the matching --platform"
         )
     notes = {"decode": _plain(stats)}
-    imu = _read_imu_sidecar(path)
-    if imu is not None and "imu" not in topics:
+    imu = None if "imu" in topics else _read_imu_sidecar(path)
+    if imu is not None:
         topics["imu"] = imu
         notes["imu_sidecar"] = str(path.parent / "imu")
     return Drive(path_name(path), "can", topics, notes=notes)
@@ -276,10 +275,10 @@ def _plain(obj: Any) -> Any:
 def _read_imu_sidecar(path: Path) -> np.ndarray | None:
     """The comma2k19 phone IMU beside a candump log, in the canonical vehicle frame."""
     d = path.parent / "imu"
-    names = ("accelerometer_t", "accelerometer_value", "gyro_t", "gyro_value")
-    if not all((d / f"{n}.npy").exists() for n in names):
+    files = [d / f"{n}.npy" for n in ("accelerometer_t", "accelerometer_value", "gyro_t", "gyro_value")]
+    if not all(f.exists() for f in files):
         return None
-    acc_t, acc, gyr_t, gyr = (np.load(d / f"{n}.npy", allow_pickle=False) for n in names)
+    acc_t, acc, gyr_t, gyr = (np.load(f, allow_pickle=False) for f in files)
     if acc.ndim != 2 or acc.shape[1] != 3 or len(acc) != len(acc_t):
         raise ReplayError(f"{d}: IMU sidecar arrays have shapes {acc_t.shape}/{acc.shape}; "
                           f"expected (N,) and (N, 3)")
