@@ -10,7 +10,8 @@ between a pushed string and the vehicle. Its rules:
    caret line under the offending span (see ``_fail``). Nothing else escapes the parser.
 3. Pure: stdlib and numpy only. Time arrives as ``t_ns`` from the caller; no clock, no I/O.
 4. Two evaluators share one state representation: ``Evaluator.scalar`` (one tick, Python
-   floats, for the vehicle) and ``Evaluator.batch`` (a chunk of ticks, numpy, for replay).
+   floats, for the vehicle; each node compiled once into a closure) and ``Evaluator.batch``
+   (a chunk of ticks, numpy, for replay).
    Both do the same IEEE operations in the same order, so their results are bit-identical
    whatever the chunking, and the two may be interleaved on one evaluator. A Hypothesis test
    (tests/triggers/test_batch_equivalence.py) holds this; keep the two halves of every node
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import operator
 from collections import deque
 from dataclasses import dataclass
 from typing import Iterable, Mapping
@@ -55,6 +57,7 @@ NUM = "number"
 BOOL = "condition"
 
 _NAN = math.nan
+_INT64_MIN = np.iinfo(np.int64).min
 _NS_PER_S = 1_000_000_000
 
 FLAG_SIGNALS = frozenset(name for name, (_, sig) in SIGNALS.items() if sig.dtype == "u1")
@@ -535,6 +538,24 @@ def compile_expression(source: str, *, metric_names: Iterable[str] = (), trigger
 
 
 # --------------------------------------------------------------------------- evaluation
+#
+# Every node class below holds its state and two halves that must stay in sync:
+# ``scalar_fn()`` compiles the node (once, when the evaluator is built) into a Python closure
+# ``f(t_ns, inputs) -> float`` for one tick, and ``batch(chunk)`` evaluates a chunk with numpy.
+# The closures call their operands' closures directly, and a comparison or abs() of a name
+# or a literal reads it in place, so a tick costs about one Python call per operator: the
+# vehicle service runs it 50 times a second from a cold cache, where every extra function,
+# object and allocation a tick touches costs microseconds. Closures are built from fixed
+# code, never from generated source.
+
+
+def _as_float(x) -> float:
+    """The slow path of reading a value that is not a plain float: NaN if float() refuses it."""
+    try:
+        return float(x)
+    except (TypeError, ValueError, OverflowError):
+        return _NAN
+
 
 class Chunk:
     """One batch of ticks: times, input columns and a cache of the columns as float64.
@@ -571,42 +592,46 @@ class Chunk:
         return col
 
 
-def _bool_of(mask: np.ndarray, unknown: np.ndarray) -> np.ndarray:
-    out = mask.astype(np.float64)
-    out[unknown] = _NAN
-    return out
-
-
 class _Leaf:
     __slots__ = ("name",)
 
     def __init__(self, name: str):
         self.name = name
 
-    def scalar(self, t, values):
-        x = values.get(self.name)
-        if x is None:
-            return _NAN
-        try:
-            x = float(x)
-        except (TypeError, ValueError, OverflowError):
-            return _NAN
-        return x if x - x == 0.0 else _NAN  # +-inf is as unknown as NaN
+    def scalar_fn(self):
+        name = self.name
+
+        def leaf(t, v):
+            x = v.get(name, _NAN)
+            if x.__class__ is not float:
+                x = _as_float(x)
+            return x if x - x == 0.0 else _NAN  # +-inf is as unknown as NaN
+        return leaf
 
     def batch(self, ch: Chunk):
         return ch.column(self.name)
 
 
 class _Flag(_Leaf):
+    """A flag signal read as a condition: 1.0 when non-zero, 0.0, or NaN."""
+
     __slots__ = ()
 
-    def scalar(self, t, values):
-        x = _Leaf.scalar(self, t, values)
-        return x if x != x else (1.0 if x != 0.0 else 0.0)
+    def scalar_fn(self):
+        name = self.name
+
+        def flag(t, v):
+            x = v.get(name, _NAN)
+            if x.__class__ is not float:
+                x = _as_float(x)
+            if x - x != 0.0:
+                return _NAN
+            return 1.0 if x != 0.0 else 0.0
+        return flag
 
     def batch(self, ch):
         a = ch.column(self.name)
-        return _bool_of(a != 0.0, np.isnan(a))
+        return np.where(np.isnan(a), _NAN, a != 0.0)
 
 
 class _Const:
@@ -615,8 +640,12 @@ class _Const:
     def __init__(self, x: float):
         self.x = x
 
-    def scalar(self, t, values):
-        return self.x
+    def scalar_fn(self):
+        x = self.x
+
+        def const(t, v):
+            return x
+        return const
 
     def batch(self, ch):
         return np.full(ch.n, self.x)
@@ -632,8 +661,12 @@ class _Unary:
 class _Neg(_Unary):
     __slots__ = ()
 
-    def scalar(self, t, values):
-        return -self.a.scalar(t, values)
+    def scalar_fn(self):
+        a = self.a.scalar_fn()
+
+        def neg(t, v):
+            return -a(t, v)
+        return neg
 
     def batch(self, ch):
         return -self.a.batch(ch)
@@ -642,8 +675,12 @@ class _Neg(_Unary):
 class _Not(_Unary):
     __slots__ = ()
 
-    def scalar(self, t, values):
-        return 1.0 - self.a.scalar(t, values)  # NaN stays NaN
+    def scalar_fn(self):
+        a = self.a.scalar_fn()
+
+        def not_(t, v):
+            return 1.0 - a(t, v)  # NaN stays NaN
+        return not_
 
     def batch(self, ch):
         return 1.0 - self.a.batch(ch)
@@ -652,8 +689,21 @@ class _Not(_Unary):
 class _Abs(_Unary):
     __slots__ = ()
 
-    def scalar(self, t, values):
-        return abs(self.a.scalar(t, values))
+    def scalar_fn(self):
+        if type(self.a) is _Leaf:
+            name = self.a.name
+
+            def abs_name(t, v):
+                x = v.get(name, _NAN)
+                if x.__class__ is not float:
+                    x = _as_float(x)
+                return abs(x) if x - x == 0.0 else _NAN
+            return abs_name
+        a = self.a.scalar_fn()
+
+        def abs_(t, v):
+            return abs(a(t, v))
+        return abs_
 
     def batch(self, ch):
         return np.abs(self.a.batch(ch))
@@ -666,12 +716,19 @@ class _Binary:
         self.a = a
         self.b = b
 
+    def scalar_fns(self):
+        return self.a.scalar_fn(), self.b.scalar_fn()
+
 
 class _Add(_Binary):
     __slots__ = ()
 
-    def scalar(self, t, values):
-        return self.a.scalar(t, values) + self.b.scalar(t, values)
+    def scalar_fn(self):
+        a, b = self.scalar_fns()
+
+        def add(t, v):
+            return a(t, v) + b(t, v)
+        return add
 
     def batch(self, ch):
         return self.a.batch(ch) + self.b.batch(ch)
@@ -680,8 +737,12 @@ class _Add(_Binary):
 class _Sub(_Binary):
     __slots__ = ()
 
-    def scalar(self, t, values):
-        return self.a.scalar(t, values) - self.b.scalar(t, values)
+    def scalar_fn(self):
+        a, b = self.scalar_fns()
+
+        def sub(t, v):
+            return a(t, v) - b(t, v)
+        return sub
 
     def batch(self, ch):
         return self.a.batch(ch) - self.b.batch(ch)
@@ -690,8 +751,12 @@ class _Sub(_Binary):
 class _Mul(_Binary):
     __slots__ = ()
 
-    def scalar(self, t, values):
-        return self.a.scalar(t, values) * self.b.scalar(t, values)
+    def scalar_fn(self):
+        a, b = self.scalar_fns()
+
+        def mul(t, v):
+            return a(t, v) * b(t, v)
+        return mul
 
     def batch(self, ch):
         return self.a.batch(ch) * self.b.batch(ch)
@@ -702,10 +767,14 @@ class _Div(_Binary):
 
     __slots__ = ()
 
-    def scalar(self, t, values):
-        a = self.a.scalar(t, values)
-        b = self.b.scalar(t, values)
-        return _NAN if b == 0.0 else a / b
+    def scalar_fn(self):
+        a, b = self.scalar_fns()
+
+        def div(t, v):
+            x = a(t, v)
+            y = b(t, v)
+            return _NAN if y == 0.0 else x / y
+        return div
 
     def batch(self, ch):
         a = self.a.batch(ch)
@@ -720,10 +789,14 @@ class _Div(_Binary):
 class _Min(_Binary):
     __slots__ = ()
 
-    def scalar(self, t, values):
-        a = self.a.scalar(t, values)
-        b = self.b.scalar(t, values)
-        return _NAN if a != a or b != b else (a if a <= b else b)
+    def scalar_fn(self):
+        a, b = self.scalar_fns()
+
+        def min_(t, v):
+            x = a(t, v)
+            y = b(t, v)
+            return _NAN if x != x or y != y else (x if x <= y else y)
+        return min_
 
     def batch(self, ch):
         a = self.a.batch(ch)
@@ -736,10 +809,14 @@ class _Min(_Binary):
 class _Max(_Binary):
     __slots__ = ()
 
-    def scalar(self, t, values):
-        a = self.a.scalar(t, values)
-        b = self.b.scalar(t, values)
-        return _NAN if a != a or b != b else (a if a >= b else b)
+    def scalar_fn(self):
+        a, b = self.scalar_fns()
+
+        def max_(t, v):
+            x = a(t, v)
+            y = b(t, v)
+            return _NAN if x != x or y != y else (x if x >= y else y)
+        return max_
 
     def batch(self, ch):
         a = self.a.batch(ch)
@@ -749,95 +826,163 @@ class _Max(_Binary):
         return out
 
 
-def _comparison(py_op, np_op):
-    class _Cmp(_Binary):
-        __slots__ = ()
+class _Cmp(_Binary):
+    """A comparison (``op`` from the operator module, ``np_op`` its ufunc). The usual shape,
+    ``name < literal`` or ``f(...) < literal``, compiles to one closure that reads the name or
+    calls ``f`` and compares with the literal in place (a literal is never NaN)."""
 
-        def scalar(self, t, values):
-            a = self.a.scalar(t, values)
-            b = self.b.scalar(t, values)
-            if a != a or b != b:
+    __slots__ = ("op", "np_op", "literal_right")
+
+    def __init__(self, a, b, op, np_op):
+        super().__init__(a, b)
+        self.op = op
+        self.np_op = np_op
+        self.literal_right = isinstance(b, _Const) and not isinstance(a, _Const)
+
+    def scalar_fn(self):
+        op = self.op
+        if self.literal_right:
+            c = self.b.x
+            if type(self.a) is _Leaf:
+                name = self.a.name
+
+                def compare_name(t, v):
+                    x = v.get(name, _NAN)
+                    if x.__class__ is not float:
+                        x = _as_float(x)
+                    if x - x != 0.0:
+                        return _NAN
+                    return 1.0 if op(x, c) else 0.0
+                return compare_name
+            a = self.a.scalar_fn()
+
+            def compare_literal(t, v):
+                x = a(t, v)
+                if x != x:
+                    return _NAN
+                return 1.0 if op(x, c) else 0.0
+            return compare_literal
+        a, b = self.scalar_fns()
+
+        def compare(t, v):
+            x = a(t, v)
+            y = b(t, v)
+            if x != x or y != y:
                 return _NAN
-            return 1.0 if py_op(a, b) else 0.0
+            return 1.0 if op(x, y) else 0.0
+        return compare
 
-        def batch(self, ch):
-            a = self.a.batch(ch)
-            b = self.b.batch(ch)
-            return _bool_of(np_op(a, b), np.isnan(a) | np.isnan(b))
-
-    return _Cmp
+    def batch(self, ch):
+        a = self.a.batch(ch)
+        if self.literal_right:
+            return np.where(np.isnan(a), _NAN, self.np_op(a, self.b.x))
+        b = self.b.batch(ch)
+        return np.where(np.isnan(a) | np.isnan(b), _NAN, self.np_op(a, b))
 
 
 _CMP = {
-    "<": _comparison(lambda a, b: a < b, np.less),
-    "<=": _comparison(lambda a, b: a <= b, np.less_equal),
-    ">": _comparison(lambda a, b: a > b, np.greater),
-    ">=": _comparison(lambda a, b: a >= b, np.greater_equal),
-    "==": _comparison(lambda a, b: a == b, np.equal),
-    "!=": _comparison(lambda a, b: a != b, np.not_equal),
+    "<": (operator.lt, np.less),
+    "<=": (operator.le, np.less_equal),
+    ">": (operator.gt, np.greater),
+    ">=": (operator.ge, np.greater_equal),
+    "==": (operator.eq, np.equal),
+    "!=": (operator.ne, np.not_equal),
 }
 
 
+def _stateful(node) -> bool:
+    """Whether evaluating ``node`` changes state (windows, edges, runs, periods) below it."""
+    if isinstance(node, (_Extremum, _Mean, _Last, _Held, _Edge, _Periodic)):
+        return True
+    return any(_stateful(getattr(node, side)) for side in ("a", "b") if hasattr(node, side))
+
+
+def _decider_first(node: _Binary):
+    """(first, second, lazy) closures of a Kleene and/or: when an operand is stateless, it goes
+    second and ``lazy`` is set, so it is only evaluated when the first does not decide. Both
+    operators are symmetric and a stateless operand has no effects, so this is exact; a
+    stateful operand must see every tick, so with two of them both always run."""
+    a, b = node.scalar_fns()
+    if not _stateful(node.b):
+        return a, b, True
+    if not _stateful(node.a):
+        return b, a, True
+    return a, b, False
+
+
+def _kleene_fn(node: "_Binary", wins: float):
+    """The scalar closure of a Kleene ``and`` (``wins`` 0.0: false wins over unknown) or ``or``
+    (``wins`` 1.0: true wins over unknown); otherwise the other value if both are known, NaN
+    if not. A stateless operand is evaluated second and skipped once the first decides."""
+    a, b, lazy = _decider_first(node)
+    loses = 1.0 - wins
+    if lazy:
+        def kleene_lazy(t, v):
+            x = a(t, v)
+            if x == wins:
+                return wins
+            y = b(t, v)
+            if y == wins:
+                return wins
+            return _NAN if x != x or y != y else loses
+        return kleene_lazy
+
+    def kleene(t, v):
+        x = a(t, v)
+        y = b(t, v)  # always evaluated: stateful operands must see every tick
+        if x == wins or y == wins:
+            return wins
+        return _NAN if x != x or y != y else loses
+    return kleene
+
+
 class _And(_Binary):
-    """Kleene and: false wins over unknown."""
+    """Kleene and: false wins over unknown. Operands are conditions (1.0, 0.0 or NaN)."""
 
     __slots__ = ()
 
-    def scalar(self, t, values):
-        a = self.a.scalar(t, values)
-        b = self.b.scalar(t, values)  # always evaluated: stateful operands must see every tick
-        if a == 0.0 or b == 0.0:
-            return 0.0
-        return _NAN if a != a or b != b else 1.0
+    def scalar_fn(self):
+        return _kleene_fn(self, 0.0)
 
     def batch(self, ch):
         a = self.a.batch(ch)
         b = self.b.batch(ch)
-        out = _bool_of(np.ones(ch.n, dtype=bool), np.isnan(a) | np.isnan(b))
-        out[(a == 0.0) | (b == 0.0)] = 0.0
-        return out
+        # false if either is false (fmin skips NaN), else 1.0 or NaN (maximum keeps NaN)
+        return np.where(np.fmin(a, b) == 0.0, 0.0, np.maximum(a, b))
 
 
 class _Or(_Binary):
-    """Kleene or: true wins over unknown."""
+    """Kleene or: true wins over unknown. Operands are conditions (1.0, 0.0 or NaN)."""
 
     __slots__ = ()
 
-    def scalar(self, t, values):
-        a = self.a.scalar(t, values)
-        b = self.b.scalar(t, values)
-        if a == 1.0 or b == 1.0:
-            return 1.0
-        return _NAN if a != a or b != b else 0.0
+    def scalar_fn(self):
+        return _kleene_fn(self, 1.0)
 
     def batch(self, ch):
         a = self.a.batch(ch)
         b = self.b.batch(ch)
-        out = _bool_of(np.zeros(ch.n, dtype=bool), np.isnan(a) | np.isnan(b))
-        out[(a == 1.0) | (b == 1.0)] = 1.0
-        return out
+        # true if either is true (fmax skips NaN), else 0.0 or NaN (minimum keeps NaN)
+        return np.where(np.fmax(a, b) == 1.0, 1.0, np.minimum(a, b))
 
 
 def _range_max(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """max(x[lo[k] .. hi[k]]) for every k (inclusive, lo <= hi), by a sparse table: O(n log w)."""
+    """max(x[lo[k] .. hi[k]]) for every k (inclusive, lo <= hi), by a sparse table: O(n log w).
+
+    Row j of the table holds the max of the 2**j values from each index on (-inf past the
+    end), so a range of length L is the max of two row-j entries, 2**j <= L < 2**(j+1).
+    """
     length = hi - lo + 1
-    top = int(length.max()).bit_length() - 1
-    levels = [x]
-    span = 1
-    for _ in range(top):
-        prev = levels[-1]
-        levels.append(np.maximum(prev[:-span], prev[span:]))
-        span *= 2
-    if top == 0:
+    rows = int(length.max()).bit_length()
+    if rows == 1:
         return x[hi]
-    k = np.frexp(length.astype(np.float64))[1] - 1  # floor(log2(length)), exact
-    out = np.empty(len(lo))
-    for level in range(top + 1):
-        sel = np.flatnonzero(k == level)
-        if len(sel):
-            table = levels[level]
-            out[sel] = np.maximum(table[lo[sel]], table[hi[sel] - (1 << level) + 1])
-    return out
+    table = np.full((rows, len(x)), -np.inf)
+    table[0] = x
+    for j in range(1, rows):
+        span = 1 << (j - 1)
+        np.maximum(table[j - 1, :-span], table[j - 1, span:], out=table[j, :-span])
+    row = np.frexp(length.astype(np.float64))[1] - 1  # floor(log2(length)), exact
+    return np.maximum(table[row, lo], table[row, hi - (1 << row) + 1])
 
 
 class _Extremum:
@@ -857,24 +1002,29 @@ class _Extremum:
         self.ts: deque = deque()
         self.xs: deque = deque()
 
-    def scalar(self, t, values):
-        x = self.a.scalar(t, values)
-        ts, xs = self.ts, self.xs
-        if x == x:
-            if self.neg:
-                x = -x
-            while xs and xs[-1] <= x:
-                xs.pop()
-                ts.pop()
-            xs.append(x)
-            ts.append(t)
-        lo = t - self.w
-        while ts and ts[0] < lo:
-            ts.popleft()
-            xs.popleft()
-        if not xs:
-            return _NAN
-        return -xs[0] if self.neg else xs[0]
+    def scalar_fn(self):
+        a = self.a.scalar_fn()
+        node, w, neg = self, self.w, self.neg
+
+        def extremum_over(t, v):
+            x = a(t, v)
+            ts, xs = node.ts, node.xs
+            if x == x:
+                if neg:
+                    x = -x
+                while xs and xs[-1] <= x:
+                    xs.pop()
+                    ts.pop()
+                xs.append(x)
+                ts.append(t)
+            lo = t - w
+            while ts and ts[0] < lo:
+                ts.popleft()
+                xs.popleft()
+            if not xs:
+                return _NAN
+            return -xs[0] if neg else xs[0]
+        return extremum_over
 
     def batch(self, ch):
         x = self.a.batch(ch)
@@ -884,21 +1034,19 @@ class _Extremum:
         T = np.concatenate((np.fromiter(self.ts, np.int64, m), ch.t))
         X = np.concatenate((np.fromiter(self.xs, np.float64, m), x))
         known = ~np.isnan(X)
-        filled = np.where(known, X, -np.inf)
-        count = np.concatenate(([0], np.cumsum(known)))
-        hi = np.arange(m, m + ch.n)
+        count = np.concatenate(([0], np.cumsum(known)))  # known samples before each index
         lo = np.searchsorted(T, ch.t - self.w, "left")
-        out = _range_max(filled, lo, hi)
-        out[count[hi + 1] - count[lo] == 0] = _NAN
-        # New state: the known samples that can still be in a future window and that no later
-        # known sample equals or beats (exactly what the scalar deque holds).
-        start = int(np.searchsorted(T, ch.t[-1] - self.w, "left"))
-        tail_t, tail_x, tail_k = T[start:], X[start:], known[start:]
-        rev = np.where(tail_k, tail_x, -np.inf)[::-1]
-        later = np.concatenate((np.maximum.accumulate(rev)[::-1][1:], [-np.inf]))
-        later_known = np.concatenate((np.cumsum(tail_k[::-1])[::-1][1:], [0])) > 0
-        keep = tail_k & ((tail_x > later) | ~later_known)
-        self.ts = deque(tail_t[keep].tolist())
+        out = _range_max(np.where(known, X, -np.inf), lo, np.arange(m, m + ch.n))
+        out[count[m + 1:] - count[lo] == 0] = _NAN
+        # New state: the known samples that can still be in a future window (from the last
+        # tick's window on) that no later known sample equals or beats, as the scalar deque.
+        start = int(lo[-1])
+        tail_x = X[start:]
+        later = np.empty(len(tail_x))  # max of the later known samples, NaN if none
+        later[-1] = _NAN
+        later[:-1] = np.fmax.accumulate(tail_x[:0:-1])[::-1]
+        keep = known[start:] & ~(tail_x <= later)
+        self.ts = deque(T[start:][keep].tolist())
         self.xs = deque(tail_x[keep].tolist())
         return -out if self.neg else out
 
@@ -925,38 +1073,43 @@ class _Mean:
         self.cs: deque = deque()  # running sum before that sample
         self.ks: deque = deque()  # running count before that sample
 
-    def scalar(self, t, values):
-        x = self.a.scalar(t, values)
-        self.ts.append(t)
-        self.cs.append(self.c)
-        self.ks.append(self.k)
-        if -MEAN_LIMIT <= x <= MEAN_LIMIT:
-            self.c += x
-            self.k += 1
-        lo = t - self.w
-        ts = self.ts
-        while ts[0] < lo:
-            ts.popleft()
-            self.cs.popleft()
-            self.ks.popleft()
-        n = self.k - self.ks[0]
-        return _NAN if n == 0 else (self.c - self.cs[0]) / n
+    def scalar_fn(self):
+        a = self.a.scalar_fn()
+        node, w = self, self.w
+
+        def mean_over(t, v):
+            x = a(t, v)
+            ts, cs, ks = node.ts, node.cs, node.ks
+            c, k = node.c, node.k
+            ts.append(t)
+            cs.append(c)
+            ks.append(k)
+            if -MEAN_LIMIT <= x <= MEAN_LIMIT:
+                node.c = c = c + x
+                node.k = k = k + 1
+            lo = t - w
+            while ts[0] < lo:
+                ts.popleft()
+                cs.popleft()
+                ks.popleft()
+            n = k - ks[0]
+            return _NAN if n == 0 else (c - cs[0]) / n
+        return mean_over
 
     def batch(self, ch):
         x = self.a.batch(ch)
         known = np.abs(x) <= MEAN_LIMIT
         csum = np.cumsum(np.concatenate(([self.c], np.where(known, x, 0.0))))
-        ksum = np.cumsum(np.concatenate(([self.k], known.astype(np.int64))))
+        ksum = np.cumsum(np.concatenate(([self.k], known)))
         m = len(self.ts)
         T = np.concatenate((np.fromiter(self.ts, np.int64, m), ch.t))
         C = np.concatenate((np.fromiter(self.cs, np.float64, m), csum[:-1]))
         K = np.concatenate((np.fromiter(self.ks, np.int64, m), ksum[:-1]))
         lo = np.searchsorted(T, ch.t - self.w, "left")
         n = ksum[1:] - K[lo]
-        with np.errstate(all="ignore"):
-            out = (csum[1:] - C[lo]) / n
-        out[n == 0] = _NAN
-        start = int(np.searchsorted(T, ch.t[-1] - self.w, "left"))
+        out = np.full(ch.n, _NAN)
+        np.divide(csum[1:] - C[lo], n, out=out, where=n != 0)
+        start = int(lo[-1])  # the last tick's window: what a future window can still reach
         self.ts = deque(T[start:].tolist())
         self.cs = deque(C[start:].tolist())
         self.ks = deque(K[start:].tolist())
@@ -981,17 +1134,22 @@ class _Last:
         self.ts: deque = deque()
         self.xs: deque = deque()
 
-    def scalar(self, t, values):
-        x = self.a.scalar(t, values)
-        ts, xs = self.ts, self.xs
-        ts.append(t)
-        xs.append(x)
-        lo = t - self.w
-        while len(ts) > 1 and ts[1] <= lo:
-            ts.popleft()
-            xs.popleft()
-        past = xs[0] if ts[0] <= lo else _NAN
-        return x - past if self.diff else past
+    def scalar_fn(self):
+        a = self.a.scalar_fn()
+        node, w, diff = self, self.w, self.diff
+
+        def last(t, v):
+            x = a(t, v)
+            ts, xs = node.ts, node.xs
+            ts.append(t)
+            xs.append(x)
+            lo = t - w
+            while len(ts) > 1 and ts[1] <= lo:
+                ts.popleft()
+                xs.popleft()
+            past = xs[0] if ts[0] <= lo else _NAN
+            return x - past if diff else past
+        return last
 
     def batch(self, ch):
         x = self.a.batch(ch)
@@ -1001,7 +1159,7 @@ class _Last:
         idx = np.searchsorted(T, ch.t - self.w, "right") - 1
         out = X[np.maximum(idx, 0)]
         out[idx < 0] = _NAN
-        start = max(0, int(np.searchsorted(T, ch.t[-1] - self.w, "right")) - 1)
+        start = max(0, int(idx[-1]))  # the last tick's past sample and everything after it
         self.ts = deque(T[start:].tolist())
         self.xs = deque(X[start:].tolist())
         return x - out if self.diff else out
@@ -1020,23 +1178,31 @@ class _Held:
         self.w = window_ns
         self.since = None
 
-    def scalar(self, t, values):
-        if self.a.scalar(t, values) == 1.0:
-            if self.since is None:
-                self.since = t
-            return 1.0 if t - self.since >= self.w else 0.0
-        self.since = None
-        return 0.0
+    def scalar_fn(self):
+        a = self.a.scalar_fn()
+        node, w = self, self.w
+
+        def held(t, v):
+            if a(t, v) == 1.0:
+                since = node.since
+                if since is None:
+                    node.since = since = t
+                return 1.0 if t - since >= w else 0.0
+            node.since = None
+            return 0.0
+        return held
 
     def batch(self, ch):
         on = self.a.batch(ch) == 1.0
-        n = ch.n
-        prev_on = np.concatenate(([self.since is not None], on[:-1]))
-        starts = np.where(on & ~prev_on, np.arange(n), -1)
-        first = np.maximum.accumulate(starts)
-        carried = np.int64(self.since) if self.since is not None else np.int64(0)
-        since = np.where(first >= 0, ch.t[np.maximum(first, 0)], carried)
-        out = (on & (ch.t - since >= self.w)).astype(np.float64)
+        t = ch.t
+        # A run starts at the tick after each tick that is not true, or carries on from the
+        # previous chunk (or starts at the first tick); times never decrease, so the start of
+        # the run a tick belongs to is the running max of those candidate starts.
+        starts = np.empty(ch.n, np.int64)
+        starts[0] = t[0] if self.since is None else self.since
+        starts[1:] = np.where(on[:-1], _INT64_MIN, t[1:])
+        since = np.maximum.accumulate(starts)
+        out = (on & (t - since >= self.w)).astype(np.float64)
         self.since = int(since[-1]) if on[-1] else None
         return out
 
@@ -1052,10 +1218,15 @@ class _Edge:
         self.before, self.after = (0.0, 1.0) if rising else (1.0, 0.0)
         self.prev = _NAN
 
-    def scalar(self, t, values):
-        c = self.a.scalar(t, values)
-        edge = 1.0 if (self.prev == self.before and c == self.after) else 0.0
-        self.prev = c
+    def scalar_fn(self):
+        a = self.a.scalar_fn()
+        node, before, after = self, self.before, self.after
+
+        def edge(t, v):
+            c = a(t, v)
+            fired = 1.0 if (node.prev == before and c == after) else 0.0
+            node.prev = c
+            return fired
         return edge
 
     def batch(self, ch):
@@ -1075,11 +1246,15 @@ class _Periodic:
         self.p = period_ns
         self.prev = None
 
-    def scalar(self, t, values):
-        slot = t // self.p
-        fire = 1.0 if (self.prev is not None and slot != self.prev) else 0.0
-        self.prev = slot
-        return fire
+    def scalar_fn(self):
+        node, p = self, self.p
+
+        def periodic(t, v):
+            slot = t // p
+            prev = node.prev
+            node.prev = slot
+            return 1.0 if (prev is not None and slot != prev) else 0.0
+        return periodic
 
     def batch(self, ch):
         slot = ch.t // self.p
@@ -1088,7 +1263,7 @@ class _Periodic:
         return (slot != prev).astype(np.float64)
 
 
-_BINARY = {"+": _Add, "-": _Sub, "*": _Mul, "/": _Div, "and": _And, "or": _Or, "min": _Min, "max": _Max, **_CMP}
+_BINARY = {"+": _Add, "-": _Sub, "*": _Mul, "/": _Div, "and": _And, "or": _Or, "min": _Min, "max": _Max}
 
 
 def _build(node: Node):
@@ -1102,6 +1277,8 @@ def _build(node: Node):
     args = [_build(a) for a in node.args]
     if op in _BINARY:
         return _BINARY[op](*args)
+    if op in _CMP:
+        return _Cmp(*args, *_CMP[op])
     if op == "neg":
         return _Neg(args[0])
     if op == "not":
@@ -1129,17 +1306,18 @@ class Evaluator:
     Feed ticks in time order, through ``scalar`` one at a time or ``batch`` a chunk at a time,
     in any mix: the values are identical either way. Not thread-safe; one evaluator per
     consumer. The caller guarantees non-decreasing ``t_ns`` (TriggerEngine drops late ticks).
+
+    ``scalar(t_ns, values) -> float`` is the expression's value at one tick (1.0/0.0 for
+    conditions, NaN = unknown; ``values`` maps names to numbers, a missing one is unknown). It
+    is the root's compiled closure itself, so a tick pays no wrapper call.
     """
 
-    __slots__ = ("expression", "_root")
+    __slots__ = ("expression", "_root", "scalar")
 
     def __init__(self, expression: Expression):
         self.expression = expression
         self._root = _build(expression.root)
-
-    def scalar(self, t_ns: int, values: Mapping[str, float]) -> float:
-        """The expression's value at this tick: a float, 1.0/0.0 for conditions, NaN = unknown."""
-        return self._root.scalar(t_ns, values)
+        self.scalar = self._root.scalar_fn()
 
     def batch(self, t_ns: np.ndarray, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         """The expression's value at each tick of a non-empty chunk (float64 array).

@@ -332,6 +332,9 @@ class TriggerEngine:
         self._evals = [trigger_set.expressions[d.name].evaluator() for d in self._defs]
         self._gates = [_Gate(d) for d in self._defs]
         self._names = [trigger_set.expressions[d.name].names for d in self._defs]
+        # (index, compiled one-tick evaluator, gate) per trigger: what evaluate touches per tick
+        self._scalar_gates = tuple((k, ev.scalar, gate)
+                                   for k, (ev, gate) in enumerate(zip(self._evals, self._gates)))
         self._scored = [SCORE_NAME in trigger_set.expressions[d.name].metrics for d in self._defs]
         self._last_t: int | None = None
         self.ticks = 0
@@ -346,18 +349,19 @@ class TriggerEngine:
         dropped and counted in ``stats()["dropped_out_of_order"]``.
         """
         t = int(t_ns)
-        if self._last_t is not None and t < self._last_t:
+        last_t = self._last_t
+        if last_t is not None and t < last_t:
             self.dropped_out_of_order += 1
             return []
         self._last_t = t
         self.ticks += 1
         out: list[TriggerFired] = []
-        for k, ev in enumerate(self._evals):
-            on = ev.scalar(t, values) == 1.0
-            gate = self._gates[k]
-            if on and not gate.was_on and gate.admit(t):
-                out.append(self._event(k, t, values))
-            gate.was_on = on
+        for k, scalar, gate in self._scalar_gates:
+            on = scalar(t, values) == 1.0
+            if on is not gate.was_on:
+                gate.was_on = on
+                if on and gate.admit(t):
+                    out.append(self._event(k, t, values))
         return out
 
     def _event(self, k: int, t: int, values: Mapping[str, Any]) -> TriggerFired:
@@ -409,16 +413,19 @@ class TriggerEngine:
         self._last_t = int(t[-1])
         self.ticks += len(t)
         chunk = Chunk(t, columns)
-        found: list[tuple[int, int]] = []
+        gates = self._gates
+        # on[i, k]: trigger k's condition is true at tick i; one row per tick so that the
+        # rising edges come out of nonzero in time order, then definition order.
+        on = np.empty((len(t), len(gates)), dtype=bool)
         for k, ev in enumerate(self._evals):
-            on = ev.batch_chunk(chunk) == 1.0
-            gate = self._gates[k]
-            prev = np.concatenate(([gate.was_on], on[:-1]))
-            for i in np.flatnonzero(on & ~prev).tolist():
-                if gate.admit(int(t[i])):
-                    found.append((i, k))
-            gate.was_on = bool(on[-1])
-        found.sort()
+            np.equal(ev.batch_chunk(chunk), 1.0, out=on[:, k])
+        before = np.empty_like(on)
+        before[0] = [gate.was_on for gate in gates]
+        before[1:] = on[:-1]
+        ticks, triggers = np.nonzero(on & ~before)
+        found = [(i, k) for i, k in zip(ticks.tolist(), triggers.tolist()) if gates[k].admit(int(t[i]))]
+        for gate, was_on in zip(gates, on[-1].tolist()):
+            gate.was_on = was_on
         out = []
         for i, k in found:
             causes = {}

@@ -63,6 +63,26 @@ def test_expression_value_table(src, values, expected):
     assert same(value(src, values), expected)
 
 
+@pytest.mark.parametrize("raw", [4, True, np.float32(4.5), np.int64(-5), np.float64(5.0), "3.5", "fast",
+                                 None, 10**400, math.inf, -math.inf, NAN, 0.0, -0.0])
+def test_every_compiled_shape_of_a_name_reads_a_raw_value_the_same_way(raw):
+    # The one-tick closures read a name in place in several shapes (alone, inside abs, compared
+    # with a literal, as a flag); each must treat a value that is not a plain float alike.
+    try:
+        x = float(raw)
+    except (TypeError, ValueError, OverflowError):
+        x = NAN
+    if not math.isfinite(x):
+        x = NAN
+    flag = NAN if math.isnan(x) else float(x != 0.0)
+    cmp = NAN if math.isnan(x) else float(x > 3)
+    cases = [("speed_mps + 0", x + 0), ("abs(speed_mps) + 0", abs(x)), ("abs(speed_mps + 0)", abs(x)),
+             ("speed_mps > 3", cmp), ("3 < speed_mps", cmp), ("speed_mps + 0 > 3", cmp),
+             ("brake_pressed", flag), ("brake_pressed == true", flag), ("max_over(speed_mps, 1s)", x)]
+    for src, expected in cases:
+        assert same(value(src, {"speed_mps": raw, "brake_pressed": raw}), expected), src
+
+
 def test_type_of_compiled_expression_follows_its_root():
     assert compile_expression("speed_mps * 2").type == NUM
     assert compile_expression("speed_mps * 2 > 1").type == BOOL
@@ -113,6 +133,17 @@ def test_rising_needs_a_known_false_before_a_true():
     t = np.arange(6, dtype=np.int64) * S
     cols = {"brake_pressed": np.array([1, 0, 1, NAN, 1, 1])}
     assert run_scalar("rising(brake_pressed)", t, cols).tolist() == [0, 0, 1, 0, 0, 0]
+
+
+@pytest.mark.parametrize("src", ["speed_mps > 3 and rising(brake_pressed)",
+                                 "rising(brake_pressed) and speed_mps > 3",
+                                 "not (speed_mps <= 3 or not rising(brake_pressed))"])
+def test_a_stateful_operand_sees_every_tick_when_a_stateless_one_decides(src):
+    # and/or may skip a stateless operand, never a stateful one: rising() must see the brake
+    # go down and up while the speed alone makes the result false.
+    t = np.arange(6, dtype=np.int64) * S
+    cols = {"speed_mps": np.array([0, 0, 0, 5, 5, 5.0]), "brake_pressed": np.array([1, 0, 1, 1, 0, 1])}
+    assert run_scalar(src, t, cols).tolist() == [0, 0, 0, 0, 0, 1]
 
 
 def test_periodic_fires_at_the_first_tick_of_each_period_but_not_the_first_tick():
