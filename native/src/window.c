@@ -108,8 +108,8 @@ static ptrdiff_t hold_index(const int64_t *t_ns, ptrdiff_t n, int64_t tq, ptrdif
 
 int shadowd_window_sample(size_t n, const int64_t *t_ns, const uint8_t *frames, size_t frame_stride,
 			  size_t n_fields, const size_t *field_offset, const int *field_type, const int *linear,
-			  size_t n_query, const int64_t *query_ns, float *out, size_t out_stride,
-			  const size_t *out_col)
+			  size_t n_query, int64_t query_base_ns, const int64_t *query_ns, float *out,
+			  size_t out_stride, const size_t *out_col)
 {
 	if (n_fields > SHADOWD_WINDOW_MAX_FIELDS)
 		return -E2BIG;
@@ -127,8 +127,9 @@ int shadowd_window_sample(size_t n, const int64_t *t_ns, const uint8_t *frames, 
 	struct hist h = {t_ns, (ptrdiff_t)n, n > 0 ? t_ns[0] : 0};
 	struct at a = {-1, 0.0, 0.0, 0.0};
 	ptrdiff_t last = -1; /* zero-order hold: the last frame at or before the query */
+	int unknown = 0;
 	for (size_t q = 0; q < n_query; q++) {
-		const int64_t tq = query_ns[q];
+		const int64_t tq = query_base_ns + query_ns[q];
 		locate(&h, rel_ns(&h, tq), &a);
 		last = hold_index(t_ns, (ptrdiff_t)n, tq, last);
 		float *row = out + q * out_stride;
@@ -141,7 +142,8 @@ int shadowd_window_sample(size_t n, const int64_t *t_ns, const uint8_t *frames, 
 							    field_type[f])
 					      : NAN;
 			row[out_col[f]] = (float)v;
+			unknown += v != v;
 		}
 	}
-	return 0;
+	return unknown;
 }

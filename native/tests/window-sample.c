@@ -1,10 +1,12 @@
 /* The model-window sampler: linear interpolation between the frames around a query (NaN
  * outside them), zero-order hold (NaN before the first frame), every field type, overlapping
- * windows whose queries go back, and the documented argument errors. */
+ * windows whose queries go back, queries relative to a base, the count of unknown values it
+ * returns, and the documented argument errors. */
 #include "helpers.h"
 #include "shadowd/window.h"
 
 #include <math.h>
+#include <string.h>
 
 struct rec {
 	int64_t t_ns;
@@ -40,8 +42,9 @@ static void linear_and_hold(void)
 	const int linear[4] = {1, 0, 0, 1};
 	const int64_t q[6] = {900, 1000, 1050, 1399, 1400, 1401};
 	float out[6 * 4];
-	CHECK_EQ(shadowd_window_sample(N, t, (const uint8_t *)frames, sizeof(struct rec), 4, offs, types, linear, 6, q,
-				       out, 4, cols), 0);
+	/* unknown: all four before the first frame, speed and x (linear) after the last */
+	CHECK_EQ(shadowd_window_sample(N, t, (const uint8_t *)frames, sizeof(struct rec), 4, offs, types, linear, 6, 0,
+				       q, out, 4, cols), 6);
 	CHECK(isnan(out[0 * 4 + 0]) && isnan(out[0 * 4 + 1]) && isnan(out[0 * 4 + 3])); /* before the first */
 	CHECK(out[1 * 4 + 0] == 0.0f && out[1 * 4 + 1] == 0.0f);                         /* on the first */
 	CHECK(out[2 * 4 + 0] == 5.0f && out[2 * 4 + 3] == 0.25f);                         /* halfway */
@@ -56,13 +59,27 @@ static void queries_that_go_back(void)
 	const int linear[4] = {1, 0, 1, 0};
 	const int64_t q[6] = {1000, 1200, 1400, 1100, 1300, 1000}; /* three overlapping windows */
 	float out[6 * 4];
-	CHECK_EQ(shadowd_window_sample(N, t, (const uint8_t *)frames, sizeof(struct rec), 4, offs, types, linear, 6, q,
-				       out, 4, cols), 0);
+	CHECK_EQ(shadowd_window_sample(N, t, (const uint8_t *)frames, sizeof(struct rec), 4, offs, types, linear, 6, 0,
+				       q, out, 4, cols), 0);
 	const float speed[6] = {0, 20, 40, 10, 30, 0};
 	for (int i = 0; i < 6; i++) {
 		CHECK(out[i * 4 + 0] == speed[i]);
 		CHECK(out[i * 4 + 3] == (float)(0.5 * ((q[i] - 1000) / 100))); /* hold of x */
 	}
+}
+
+static void queries_relative_to_a_base(void)
+{
+	const int linear[4] = {1, 0, 1, 0};
+	const int64_t offsets[3] = {-200, -100, 0}; /* a window ending at its tick */
+	const int64_t q[3] = {1100, 1200, 1300};
+	float rel[3 * 4], abs_[3 * 4];
+	CHECK_EQ(shadowd_window_sample(N, t, (const uint8_t *)frames, sizeof(struct rec), 4, offs, types, linear, 3, 1300,
+				       offsets, rel, 4, cols), 0);
+	CHECK_EQ(shadowd_window_sample(N, t, (const uint8_t *)frames, sizeof(struct rec), 4, offs, types, linear, 3, 0, q,
+				       abs_, 4, cols), 0);
+	CHECK(memcmp(rel, abs_, sizeof rel) == 0);
+	CHECK(rel[2 * 4 + 0] == 30.0f);
 }
 
 static void bad_arguments(void)
@@ -71,19 +88,19 @@ static void bad_arguments(void)
 	const int64_t q[1] = {1000};
 	float out[4];
 	const int bad_type[4] = {SHADOWD_WINDOW_F4, 99, SHADOWD_WINDOW_I1, SHADOWD_WINDOW_F8};
-	CHECK_EQ(shadowd_window_sample(N, t, (const uint8_t *)frames, sizeof(struct rec), 4, offs, bad_type, linear, 1,
+	CHECK_EQ(shadowd_window_sample(N, t, (const uint8_t *)frames, sizeof(struct rec), 4, offs, bad_type, linear, 1, 0,
 				       q, out, 4, cols), -EINVAL);
 	const size_t past[4] = {8, 12, 13, 17}; /* an f8 at 17 ends past the 24-byte record */
-	CHECK_EQ(shadowd_window_sample(N, t, (const uint8_t *)frames, sizeof(struct rec), 4, past, types, linear, 1, q,
+	CHECK_EQ(shadowd_window_sample(N, t, (const uint8_t *)frames, sizeof(struct rec), 4, past, types, linear, 1, 0, q,
 				       out, 4, cols), -EINVAL);
-	CHECK_EQ(shadowd_window_sample(N, NULL, (const uint8_t *)frames, sizeof(struct rec), 4, offs, types, linear, 1,
+	CHECK_EQ(shadowd_window_sample(N, NULL, (const uint8_t *)frames, sizeof(struct rec), 4, offs, types, linear, 1, 0,
 				       q, out, 4, cols), -EINVAL);
-	CHECK_EQ(shadowd_window_sample(N, t, (const uint8_t *)frames, sizeof(struct rec), 4, offs, types, linear, 1, q,
+	CHECK_EQ(shadowd_window_sample(N, t, (const uint8_t *)frames, sizeof(struct rec), 4, offs, types, linear, 1, 0, q,
 				       out, 3, cols), -EINVAL); /* a column past the row */
 	CHECK_EQ(shadowd_window_sample(N, t, (const uint8_t *)frames, sizeof(struct rec), SHADOWD_WINDOW_MAX_FIELDS + 1,
-				       offs, types, linear, 1, q, out, 4, cols), -E2BIG);
+				       offs, types, linear, 1, 0, q, out, 4, cols), -E2BIG);
 	/* no frames: every value unknown */
-	CHECK_EQ(shadowd_window_sample(0, NULL, NULL, sizeof(struct rec), 4, offs, types, linear, 1, q, out, 4, cols), 0);
+	CHECK_EQ(shadowd_window_sample(0, NULL, NULL, sizeof(struct rec), 4, offs, types, linear, 1, 0, q, out, 4, cols), 4);
 	CHECK(isnan(out[0]) && isnan(out[3]));
 }
 
@@ -93,6 +110,7 @@ int main(void)
 	fill();
 	linear_and_hold();
 	queries_that_go_back();
+	queries_relative_to_a_base();
 	bad_arguments();
 	return T_PASS;
 }

@@ -84,17 +84,30 @@ class _Buffer:
     costs 5-10 us of cold caches, so the per-tick path avoids them.
     """
 
-    def __init__(self, dtype: np.dtype):
+    def __init__(self, dtype: np.dtype, ffi: Any = None):
         self.dtype = dtype
         # frames are copied as opaque records (a view as np.void of the same size): numpy's
         # structured-to-structured assignment walks the fields, ~8x slower for a few frames
         self._void = np.dtype((np.void, dtype.itemsize))
-        self._a = np.empty(256, dtype)
-        self._t = np.empty(256, np.int64)
+        # with the native build's cffi, a wake-up's few frames are copied with one memmove and
+        # the C sampler reads the arrays through pointers kept per allocation: after a sleep,
+        # each numpy call this avoids costs ~10-25 us of cold caches
+        self._ffi = ffi
         self._start = 0
         self._end = 0
+        self._allocate(np.empty(256, dtype), np.empty(256, np.int64))
         self.last_t: int | None = None  # t_ns of the newest frame (kept as a Python int: read per tick)
         self.recent: deque[tuple] = deque(maxlen=_RECENT_ROWS)  # the newest frames (t_ns first)
+
+    def _allocate(self, frames: np.ndarray, t: np.ndarray) -> None:
+        self._a, self._t = frames, t
+        if self._ffi is not None:
+            self._a_ptr = self._ffi.from_buffer("uint8_t[]", frames)
+            self._t_ptr = self._ffi.from_buffer("int64_t[]", t)
+
+    def pointers(self) -> tuple[Any, Any]:
+        """cffi pointers to ``t`` and to ``frames`` (the native build only)."""
+        return self._t_ptr + self._start, self._a_ptr + self._start * self.dtype.itemsize
 
     def __len__(self) -> int:
         return self._end - self._start
@@ -122,17 +135,33 @@ class _Buffer:
             new, new_t = np.empty(cap, self._a.dtype), np.empty(cap, np.int64)
             new.view(self._void)[:live] = self._a.view(self._void)[self._start:self._end]
             new_t[:live] = self._t[self._start:self._end]
-            self._a, self._t, self._start, self._end = new, new_t, 0, live
+            self._allocate(new, new_t)
+            self._start, self._end = 0, live
         end = self._end + n
-        self._a.view(self._void)[self._end:end] = frames.view(self._void)
-        if rows is None:
-            self._t[self._end:end] = frames["t_ns"]
-            rows = frames[-_RECENT_ROWS:].tolist()
-        else:
-            self._t[self._end:end] = [r[0] for r in rows]
+        if rows is None or self._ffi is None or not self._copy_few(frames, rows):
+            self._a.view(self._void)[self._end:end] = frames.view(self._void)
+            if rows is None:
+                self._t[self._end:end] = frames["t_ns"]
+                rows = frames[-_RECENT_ROWS:].tolist()
+            else:
+                self._t[self._end:end] = [r[0] for r in rows]
         self.recent.extend(rows)
         self._end = end
         self.last_t = rows[-1][0]
+
+    def _copy_few(self, frames: np.ndarray, rows: list[tuple]) -> bool:
+        """A few frames in with one memmove and their times from ``rows``; False when
+        ``frames`` is not one contiguous buffer (the numpy copy takes it)."""
+        size = self.dtype.itemsize
+        try:
+            self._ffi.memmove(self._a_ptr + self._end * size, frames, len(rows) * size)
+        except (TypeError, ValueError, BufferError):
+            return False
+        t, i = self._t_ptr, self._end
+        for row in rows:
+            t[i] = row[0]
+            i += 1
+        return True
 
     def row(self, i: int) -> tuple:
         """Frame ``i`` (0 = the oldest held) as a tuple of Python values, in dtype field order."""
@@ -157,7 +186,7 @@ class _Buffer:
                 recent.popleft()
 
 
-_NATIVE_WINDOW_ABI = 1
+_NATIVE_WINDOW_ABI = 2
 _WINDOW_TYPES = {"<f4": 0, "<f8": 1, "|u1": 2, "|i1": 3, "|b1": 2, "<u2": 4, "<i2": 5, "<u4": 6, "<i4": 7}
 """numpy field type -> SHADOWD_WINDOW_* (native/include/shadowd/window.h)."""
 
@@ -220,6 +249,9 @@ class ShadowCore:
             self._window_sources = sorted(by_topic.items())
             self._window_native = _window_plan(self._window_sources, len(contract.signals))
             self._offsets_ns = contract.window_offsets_ns()
+            self._offsets_ns.flags.writeable = False  # C reads it through a pointer kept below
+            if self._window_native is not None:  # the C sampler's queries of one window
+                self._offsets_ptr = self._window_native[0].from_buffer("int64_t[]", self._offsets_ns)
             self._horizon_ns = int(round(contract.horizon_s * 1e9))
             self._model_topics = sorted({SIGNALS[s][0].name for s in contract.signals})
         else:
@@ -284,7 +316,7 @@ class ShadowCore:
         else:
             dtype = frame_dtype(topic)
         if buf is None:
-            buf = self._buffers[topic] = _Buffer(dtype)
+            buf = self._buffers[topic] = _Buffer(dtype, self._window_native[0] if self._window_native else None)
         if frames.dtype is not dtype and frames.dtype != dtype:
             frames = frames.astype(dtype)
         last = buf.last_t
@@ -294,7 +326,13 @@ class ShadowCore:
             # a service wake-up brings a frame or two per topic: one numpy call gives their
             # tuples, whose order is checked as Python ints and which the buffer keeps as recent
             rows = frames.tolist()
-            in_order = rows[0][0] >= floor and all(a[0] < b[0] for a, b in zip(rows, rows[1:]))
+            in_order = True
+            prev = floor - 1
+            for row in rows:  # a plain loop: a generator costs more after a sleep
+                if row[0] <= prev:
+                    in_order = False
+                    break
+                prev = row[0]
         else:
             t = frames["t_ns"]
             in_order = int(t[0]) >= floor and bool((t[1:] > t[:-1]).all())
@@ -395,27 +433,25 @@ class ShadowCore:
             self._next_req = -(-first // self._req_ns) * self._req_ns
         if self._next_req > end:
             return []
-        ticks = np.arange(self._next_req, end + 1, self._req_ns, dtype=np.int64)
-        self._next_req = int(ticks[-1]) + self._req_ns
+        first = self._next_req
+        n_ticks = (end - first) // self._req_ns + 1
+        self._next_req = first + n_ticks * self._req_ns
+        ticks = np.arange(first, self._next_req, self._req_ns, dtype=np.int64)
         c = self.contract
-        win = np.empty((len(ticks), len(self._offsets_ns), len(c.signals)), np.float32)
-        instants, gather = lattice(ticks, self._offsets_ns)  # shared by every input signal
-        if gather is None and self._window_native is not None:
-            # a service wake-up's request (or windows on no common step): one C call per topic
-            # samples its signals straight from the buffered frames (align.sample's values)
-            ffi, lib, plans = self._window_native
-            queries = ffi.from_buffer("int64_t[]", instants)
-            out = ffi.from_buffer("float[]", win)
-            for topic, frame_size, n_fields, offsets, types, linear, cols in plans:
-                buf = self._buffers[topic]
-                rc = lib.shadowd_window_sample(len(buf), ffi.from_buffer("int64_t[]", buf.t),
-                                               ffi.from_buffer("uint8_t[]", buf.frames.view(np.uint8)), frame_size,
-                                               n_fields, offsets, types, linear, instants.size, queries, out,
-                                               len(c.signals), cols)
-                if rc != 0:  # the plan checked every argument: a bug, not bad input
-                    raise RuntimeError(f"shadowd_window_sample failed ({rc})")
+        win = np.empty((n_ticks, len(self._offsets_ns), len(c.signals)), np.float32)
+        if n_ticks == 1 and self._window_native is not None:
+            # a service wake-up's request: one C call per topic samples the window at the tick
+            # plus the offsets, straight from the buffered frames (align.sample's values)
+            unknown = self._sample_native(win, first, None)
         else:
-            self._sample_windows(win, instants, gather)
+            instants, gather = lattice(ticks, self._offsets_ns)  # shared by every input signal
+            if gather is None and self._window_native is not None:  # windows on no common step
+                unknown = self._sample_native(win, 0, instants)
+            else:
+                self._sample_windows(win, instants, gather)
+                unknown = None
+        if unknown == 0:  # the sampler saw no unknown value: every window is complete
+            return self._request(ticks, win)
         complete = ~np.isnan(win).any(axis=(1, 2))
         rows = int(complete.sum())
         if rows < len(ticks):
@@ -423,9 +459,33 @@ class ShadowCore:
             if not rows:
                 return []
             ticks, win = ticks[complete], win[complete]
-        self._outstanding[int(ticks[0])] = [rows, self._calls, False]
-        self._counters["requests"] += rows
-        return [InferenceRequest(ticks, {c.input_tensor: win})]
+        return self._request(ticks, win)
+
+    def _request(self, ticks: np.ndarray, win: np.ndarray) -> list[InferenceRequest]:
+        self._outstanding[int(ticks[0])] = [len(ticks), self._calls, False]
+        self._counters["requests"] += len(ticks)
+        return [InferenceRequest(ticks, {self.contract.input_tensor: win})]
+
+    def _sample_native(self, win: np.ndarray, base_ns: int, instants: np.ndarray | None) -> int:
+        """Fill ``win`` with the C sampler, one call per topic, at ``base_ns`` plus the window
+        offsets (``instants`` None: one window) or at ``instants``; returns how many values it
+        left unknown (NaN)."""
+        ffi, lib, plans = self._window_native
+        if instants is None:
+            queries, n_query = self._offsets_ptr, len(self._offsets_ns)
+        else:
+            queries, n_query = ffi.from_buffer("int64_t[]", instants), instants.size
+        out = ffi.from_buffer("float[]", win)
+        unknown = 0
+        for topic, frame_size, n_fields, offsets, types, linear, cols in plans:
+            buf = self._buffers[topic]
+            t, frames = buf.pointers()
+            rc = lib.shadowd_window_sample(len(buf), t, frames, frame_size, n_fields, offsets, types, linear,
+                                           n_query, base_ns, queries, out, win.shape[2], cols)
+            if rc < 0:  # the plan checked every argument: a bug, not bad input
+                raise RuntimeError(f"shadowd_window_sample failed ({rc})")
+            unknown += rc
+        return unknown
 
     def _sample_windows(self, win: np.ndarray, instants: np.ndarray, gather: np.ndarray | None) -> None:
         """Model windows in numpy (``align.sample_many``): replay's batches (many windows on a

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from shadowd.core.divergence import METRIC_NAMES
+from shadowd.core import pipeline as P
 from shadowd.core.pipeline import InferenceRequest, ShadowCore
 from shadowd.core.signals import VEHICLE
 from shadowd.core.triggers import compile_triggers
@@ -204,23 +205,33 @@ def test_an_answer_after_its_history_is_gone_is_counted_not_scored(vehicle20):
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.lists(st.integers(1, 40), min_size=1, max_size=60), min_size=1, max_size=12),
-       st.lists(st.floats(-0.1, 1.1), min_size=1, max_size=20))
-def test_a_buffers_tuple_reads_match_a_search_over_its_frames(pushes, queries):
+       st.lists(st.floats(-0.1, 1.1), min_size=1, max_size=20), st.booleans(), st.booleans())
+def test_a_buffers_tuple_reads_match_a_search_over_its_frames(pushes, queries, native, strided):
     """``_Buffer.row_at`` (the tick path: the newest rows kept as tuples, a search behind them)
-    gives the zero-order hold a search over all the frames gives, whatever the push sizes."""
+    gives the zero-order hold a search over all the frames gives, whatever the push sizes; the
+    buffer holds the very frames pushed, copied by numpy or (``native``) by one memmove, from
+    contiguous or strided arrays (which the memmove leaves to numpy)."""
     from shadowd.core.pipeline import _Buffer
 
-    buf = _Buffer(VEHICLE.dtype)
+    ffi = P._window_plan([], 1)[0] if native else None
+    if native and ffi is None:
+        return  # no native build here: the numpy path is the one tested
+    buf = _Buffer(VEHICLE.dtype, ffi)
     t = 0
+    pushed = []
     for sizes in pushes:
         steps = np.cumsum(sizes)
-        frames = np.zeros(len(steps), VEHICLE.dtype)
+        frames = np.zeros(2 * len(steps), VEHICLE.dtype)[::2] if strided else np.zeros(len(steps), VEHICLE.dtype)
         frames["t_ns"] = t + steps
         frames["speed_mps"] = (t + steps) * 0.5
+        frames["steer_angle_deg"] = -(t + steps) * 0.25
         t = int(frames["t_ns"][-1])
         buf.append(frames, frames.tolist() if len(frames) <= 8 else None)
+        pushed.append(frames.copy())
         if len(buf) > 50:
             buf.trim_before(int(buf.t[len(buf) // 2]))
+        held = np.concatenate(pushed)[-len(buf):]
+        assert buf.frames.tobytes() == held.tobytes() and buf.t.tolist() == held["t_ns"].tolist()
         all_t = buf.t
         for frac in queries:  # anywhere from before the oldest held frame to after the newest
             q = int(all_t[0] + frac * (t - all_t[0])) - 1

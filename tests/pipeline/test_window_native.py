@@ -27,7 +27,8 @@ DTYPE = np.dtype([("t_ns", "<i8"), ("a", "<f4"), ("b", "<f8"), ("c", "u1"), ("d"
 CODES = {"a": 0, "b": 1, "c": 2, "d": 3, "e": 4, "f": 5, "g": 6, "h": 7, "k": 2}
 
 
-def _native(frames, fields, interps, queries):
+def _native(frames, fields, interps, queries, base_ns=0):
+    """The C sampler at ``base_ns + queries``; it says how many values it left unknown."""
     ffi, lib, _ = _plan_probe
     out = np.full((len(queries), len(fields)), -7.0, np.float32)
     t = np.ascontiguousarray(frames["t_ns"])
@@ -35,9 +36,9 @@ def _native(frames, fields, interps, queries):
         len(frames), ffi.from_buffer("int64_t[]", t), ffi.from_buffer("uint8_t[]", frames.view(np.uint8)),
         DTYPE.itemsize, len(fields), ffi.new("size_t[]", [DTYPE.fields[f][1] for f in fields]),
         ffi.new("int[]", [CODES[f] for f in fields]), ffi.new("int[]", [i == "linear" for i in interps]),
-        len(queries), ffi.from_buffer("int64_t[]", queries), ffi.from_buffer("float[]", out), len(fields),
-        ffi.new("size_t[]", list(range(len(fields)))))
-    assert rc == 0
+        len(queries), base_ns, ffi.from_buffer("int64_t[]", np.ascontiguousarray(queries, np.int64)),
+        ffi.from_buffer("float[]", out), len(fields), ffi.new("size_t[]", list(range(len(fields)))))
+    assert rc == np.isnan(out).sum()
     return out
 
 
@@ -55,7 +56,7 @@ def test_the_c_sampler_gives_numpys_values_bit_for_bit(gaps, values, fields, int
         frames[name] = np.nan_to_num(v, nan=0.0).astype(DTYPE[name]) if DTYPE[name].kind in "uib" else v
     q = 1_000 + np.asarray(queries, np.int64)  # any order: windows overlap and go back
     interps = interps[: len(fields)]
-    got = _native(frames, fields, interps, q)
+    got = _native(frames, fields, interps, q - 1_000, base_ns=1_000)  # a request: its tick + the offsets
     want = sample_many(frames["t_ns"], [(frames[f], i) for f, i in zip(fields, interps)], q)
     np.testing.assert_array_equal(got, np.stack(want, axis=1).astype(np.float32))
 
