@@ -435,6 +435,7 @@ class Service:
         from .ring import RingHistory
 
         buffers = {t: np.empty(_READ_BATCH, frame_dtype(t)) for t in (*TOPICS, RAW_TOPIC)}
+        times = {t: b["t_ns"] for t, b in buffers.items()}  # each buffer's time column (a view)
         readers = self._open_readers()
         history = RingHistory(readers)
         session = self.session = self._new_session(self.active, history)
@@ -461,7 +462,7 @@ class Service:
                 readers = self._refresh_readers(readers)
                 history._rings = dict(readers)  # the same History, the current rings
                 next_reopen = mono + _REOPEN_CHECK_S
-            swap = self._take_swap()
+            swap = self._take_swap() if self._pending_swap is not None else None  # a read, then the lock
             if swap is not None:
                 session.swap(swap.model, swap.triggers, windows=swap.windows,
                              provenance=self._provenance(swap), executor=swap.model)
@@ -486,15 +487,16 @@ class Service:
                 # frame time -> this clock: frames arrive `arrival_offset` after their stamp
                 delay_ns = min(expected + arrival_offset_ns - time.monotonic_ns() - _WAKE_EARLY_NS, int(_WAIT_S * 1e9))
                 if delay_ns > 100_000:
-                    if stage.sleep(delay_ns / 1e9):
-                        continue
+                    # a plain sleep (at most _WAIT_S; a stop is seen at the top of the loop):
+                    # an Event wait costs ~10x more CPU per wake-up
+                    time.sleep(delay_ns / 1e9)
             if not primary.poll():
                 primary.wait(_WAIT_S)
             self.counters["pipeline_wakeups"] += 1
             got = 0
             watermark_ns = None  # the least newest frame of the rings that had frames this round
             for topic, reader in readers.items():
-                buf = buffers[topic]
+                buf, ts = buffers[topic], times[topic]
                 topic_last_ns = None
                 while True:
                     n, dropped = reader.read_into(buf)
@@ -503,15 +505,19 @@ class Service:
                     if not n:
                         break
                     frames = buf[:n]
-                    t = frames["t_ns"]
-                    if int(t[0]) <= now_ns:
+                    last_ns = int(ts[n - 1])
+                    if int(ts[0]) <= now_ns:
+                        t = ts[:n]
                         late = int(np.count_nonzero(t <= now_ns))
                         if late:
                             self.counters["frames_late"] += late
                             frames = frames[t > now_ns]
+                            last_ns = int(frames["t_ns"][-1]) if len(frames) else None
                     if len(frames):
-                        session.feed(topic, frames.copy())
-                        topic_last_ns = int(frames["t_ns"][-1])
+                        # the buffer is read into again: the session copies what it keeps
+                        # (the core's buffers); a history that keeps fed frames gets a copy
+                        session.feed(topic, frames.copy() if session.keeps_fed_frames else frames, last_ns)
+                        topic_last_ns = last_ns
                         newest_ns = max(newest_ns, topic_last_ns)
                         if topic == "vehicle":
                             last_vehicle_ns = topic_last_ns

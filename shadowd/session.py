@@ -268,6 +268,8 @@ class Session:
         if retention_s is None:
             retention_s = self.windows.required_history_s
         self.history = history if history is not None else BoundedHistory(retention_s)
+        self._history_append = getattr(self.history, "append", None)
+        self._history_trim = getattr(self.history, "trim", None)
         self._predictions = _BatchTrace(int(retention_s * 1e9), PredictionBatch.concat)
         self._divergences = _BatchTrace(int(retention_s * 1e9), DivergenceBatch.concat)
         self.counters: Counter[str] = Counter()
@@ -287,16 +289,22 @@ class Session:
 
     # -- input -------------------------------------------------------------------------
 
-    def feed(self, topic: str, frames: np.ndarray) -> None:
-        """Frames of one topic, in time order, not older than the last ``advance``."""
+    @property
+    def keeps_fed_frames(self) -> bool:
+        """Whether ``feed`` keeps the arrays it is given (a history with ``append``): a caller
+        that reuses its read buffer must then feed copies. The core copies what it buffers."""
+        return self._history_append is not None
+
+    def feed(self, topic: str, frames: np.ndarray, newest_ns: int | None = None) -> None:
+        """Frames of one topic, in time order, not older than the last ``advance``
+        (``newest_ns``: the last frame's ``t_ns``, when the caller has it at hand)."""
         if not len(frames):
             return
-        append = getattr(self.history, "append", None)
-        if append is not None:
-            append(topic, frames)
+        if self._history_append is not None:
+            self._history_append(topic, frames)
         if topic != RAW_TOPIC:  # raw CAN is history for clips only; the core reads decoded topics
             self.core.push_frames(topic, frames)
-        self._last_fed_ns[topic] = int(frames["t_ns"][-1])
+        self._last_fed_ns[topic] = int(frames["t_ns"][-1]) if newest_ns is None else newest_ns
         self.counters[f"frames_{topic}"] += len(frames)
 
     # -- clock -------------------------------------------------------------------------
@@ -315,15 +323,15 @@ class Session:
             pending = self._step(now_ns, events, self.executor.run(pending))
         if pending:  # an async executor keeps them; they come back on a later advance
             self._submit(self.executor.run(pending))
-        for windows, provenance in self._retiring:
-            for spec in windows.advance(now_ns):
-                self._seal(spec, events, provenance)
-        self._retiring = [(w, p) for w, p in self._retiring if w.pending_count]
+        if self._retiring:
+            for windows, provenance in self._retiring:
+                for spec in windows.advance(now_ns):
+                    self._seal(spec, events, provenance)
+            self._retiring = [(w, p) for w, p in self._retiring if w.pending_count]
         for spec in self.windows.advance(now_ns):
             self._seal(spec, events)
-        trim = getattr(self.history, "trim", None)
-        if trim is not None:
-            trim(now_ns)
+        if self._history_trim is not None:
+            self._history_trim(now_ns)
         self._predictions.trim(now_ns)
         self._divergences.trim(now_ns)
         return events
@@ -437,7 +445,8 @@ class Session:
                     events.append(ev)
             else:
                 requests.append(ev)
-        self.counters["inference_requests"] += sum(len(r) for r in requests)
+        if requests:
+            self.counters["inference_requests"] += sum(len(r) for r in requests)
         return requests
 
     # -- clips -------------------------------------------------------------------------

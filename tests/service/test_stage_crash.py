@@ -36,7 +36,7 @@ class _CrashOnce:
 def test_crashing_stages_are_restarted_alone_and_the_clip_in_hand_still_lands(tmp_path):
     tag = f"c{os.getpid()}x{time.monotonic_ns() % 100000}"
     service = Service("desktop", load_settings(write_settings(tmp_path, tag)))
-    service._take_swap = _CrashOnce(service._take_swap, "pipeline")
+    service._refresh_readers = _CrashOnce(service._refresh_readers, "pipeline")
     service.spool.put = _CrashOnce(service.spool.put, "spool")
     service.start()
     main = threading.Thread(target=service.wait, name="test-service-main")
