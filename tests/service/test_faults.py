@@ -262,9 +262,13 @@ def test_wall_clock_jumps_do_not_disturb_the_pipeline_and_sigterm_lands_a_trunca
         clips = spool.pending()
     finally:
         spool.close()
-    assert len(clips) == 1, svc.log_text()[-3000:]
-    assert clips[0].meta["truncated"] is True and clips[0].meta["causes"] == ["divergence"]
-    clip = decode_clip(clips[0].path.read_bytes())
+    # the built-in baseline trigger fires on 10-minute boundaries of frame time (this host's
+    # monotonic clock), so one may fall in the run: in the divergence clip or a clip of its own
+    div = [c for c in clips if "divergence" in c.meta["causes"]]
+    assert len(div) == 1, svc.log_text()[-3000:]
+    assert all(set(c.meta["causes"]) <= {"divergence", "baseline"} for c in clips)
+    assert div[0].meta["truncated"] is True
+    clip = decode_clip(div[0].path.read_bytes())
     assert clip.truncated
     assert len(clip.streams["vehicle"]) > 100
 
