@@ -61,7 +61,7 @@ def _run(pool, paths: list[Path], workers: int, model: str | None) -> dict:
         "workers": workers,
         "inputs": len(results),
         "driven_s": round(driven_s, 2),
-        "wall_s": round(wall_s, 3),
+        "wall_s": round(wall_s, 6),
         "x_realtime": round(driven_s / wall_s, 1),
         "driven_h_per_wall_s": round(driven_s / 3600.0 / wall_s, 4),
         "per_worker_x_realtime": round(driven_s / sum(r["timing"]["wall_s"] for r in results), 1),
