@@ -222,6 +222,7 @@ def _columns_to_records(cols: dict[str, np.ndarray]) -> np.ndarray:
 
 
 _NEVER = -(2**63)
+_TRACE_TRIM_PERIOD_NS = 1_000_000_000  # clock time between trims of the prediction / divergence traces
 
 
 class Session:
@@ -272,6 +273,7 @@ class Session:
         self._history_trim = getattr(self.history, "trim", None)
         self._predictions = _BatchTrace(int(retention_s * 1e9), PredictionBatch.concat)
         self._divergences = _BatchTrace(int(retention_s * 1e9), DivergenceBatch.concat)
+        self._trace_trim_at_ns = _NEVER  # clock time from which the traces are trimmed again
         self.counters: Counter[str] = Counter()
         self.fired: Counter[str] = Counter()
 
@@ -316,11 +318,13 @@ class Session:
         # an async executor hands back what finished since the last call; inline: nothing
         pending = self._step(now_ns, events, self.executor.run([]))
         # Inline executors answer at once: submit and step again so the core sees the
-        # predictions of this advance before the clock moves on.
+        # predictions of this advance before the clock moves on. An asynchronous one that has
+        # finished nothing more leaves the core nothing new to do at this time: no second step.
         for _ in range(8):
             if not pending:
                 break
-            pending = self._step(now_ns, events, self.executor.run(pending))
+            done = self.executor.run(pending)
+            pending = self._step(now_ns, events, done) if done else []
         if pending:  # an async executor keeps them; they come back on a later advance
             self._submit(self.executor.run(pending))
         if self._retiring:
@@ -332,8 +336,10 @@ class Session:
             self._seal(spec, events)
         if self._history_trim is not None:
             self._history_trim(now_ns)
-        self._predictions.trim(now_ns)
-        self._divergences.trim(now_ns)
+        if now_ns >= self._trace_trim_at_ns:  # they drop in blocks anyway: not every wake-up
+            self._trace_trim_at_ns = now_ns + _TRACE_TRIM_PERIOD_NS
+            self._predictions.trim(now_ns)
+            self._divergences.trim(now_ns)
         return events
 
     def close(self, now_ns: int) -> list[Any]:
@@ -429,7 +435,8 @@ class Session:
         return batch
 
     def _step(self, now_ns: int, events: list[Any], done=()) -> list[Any]:
-        self._submit(done)
+        if done:
+            self._submit(done)
         requests = []
         for ev in self.core.advance(now_ns):
             if isinstance(ev, DivergenceBatch):

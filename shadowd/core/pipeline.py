@@ -56,8 +56,8 @@ _NEVER = -(2**63)
 _FEW_FRAMES = 8  # push_frames checks the order of this many frames or fewer in Python
 _RECENT_ROWS = 32  # newest frames per topic (and newest metrics) kept as Python tuples
 _KNOWN_TOPICS = frozenset(TOPICS) | {RAW_TOPIC}
-_TRIM_EVERY = 16  # advance calls between buffer trims (bounds memory, amortizes the cost)
-_TRIM_FRAMES = 64  # ... or sooner when this many frames arrived since the last trim
+_TRIM_PERIOD_NS = 1_000_000_000  # frame time between buffer trims (bounds memory, amortizes the cost)
+_TRIM_FRAMES = 256  # ... or sooner when this many frames arrived since the last trim
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -75,7 +75,8 @@ class InferenceRequest:
 
 
 class _Buffer:
-    """Append-only frames of one topic with trimming from the front (amortized O(1)).
+    """Append-only frames of one topic with trimming from the front (amortized O(1)); the
+    trigger metrics are kept in one too, as frames stamped with the time they become visible.
 
     The frames' times are also kept as their own contiguous int64 array (``t``): a search on
     the strided ``frames["t_ns"]`` view copies it first. The newest frames are also kept as
@@ -186,6 +187,23 @@ class _Buffer:
                 recent.popleft()
 
 
+def _held(buf: _Buffer | None, fields, ticks: np.ndarray) -> list[np.ndarray]:
+    """Each of ``fields``' zero-order hold at ``ticks`` (the newest frame at or before each), as
+    float64; NaN before the first frame or without a buffer."""
+    if buf is None or len(buf) == 0:
+        return [np.full(len(ticks), np.nan) for _ in fields]
+    frames = buf.frames
+    idx = np.searchsorted(buf.t, ticks, side="right") - 1
+    known = idx >= 0
+    idx = np.maximum(idx, 0)
+    cols = []
+    for f in fields:
+        col = frames[f][idx].astype(np.float64)
+        col[~known] = np.nan
+        cols.append(col)
+    return cols
+
+
 _NATIVE_WINDOW_ABI = 2
 _WINDOW_TYPES = {"<f4": 0, "<f8": 1, "|u1": 2, "|i1": 3, "|b1": 2, "<u2": 4, "<i2": 5, "<u4": 6, "<i4": 7}
 """numpy field type -> SHADOWD_WINDOW_* (native/include/shadowd/window.h)."""
@@ -258,19 +276,18 @@ class ShadowCore:
             self._req_ns, self._offsets_ns, self._horizon_ns, self._model_topics = 0, np.zeros(1, np.int64), 0, []
             self._window_sources = []
             self._window_native = None
+        self._buffer_ffi = self._window_native[0] if self._window_native is not None else None
         self._next_req: int | None = None
         # first tick of a request -> [its ticks, advance call that emitted it, given up waiting for it]
         self._outstanding: dict[int, list] = {}
         self._calls = 0
         self._pushed_since_trim = 0
-        self._to_score: list[PredictionBatch] = []  # answered, not yet scored (rows ascending per batch)
+        self._trim_at_ns = _NEVER  # frame time from which the buffers are trimmed again
+        # answered, not yet scored: (first t_ns, last t_ns, batch), rows ascending per batch. The
+        # bounds as Python ints let a scoring pass split the queue without numpy calls per batch.
+        self._to_score: list[tuple[int, int, PredictionBatch]] = []
         self._score_due_ns = _FAR  # earliest t0 + horizon among _to_score
-        self._metric_t = np.empty(0, np.int64)  # visibility times of divergence metrics
-        # row i: the metrics visible from _metric_t[i] (METRIC_NAMES order), then a NaN column
-        self._metric_v = np.empty((0, len(METRIC_NAMES) + 1))
-        self._metric_col = {m: j for j, m in enumerate(METRIC_NAMES)}
-        # (visible from, the trigger metrics' values) of the newest scored predictions
-        self._metric_recent: deque[tuple[int, tuple]] = deque(maxlen=_RECENT_ROWS)
+        self._score_at_ns = _FAR  # the end of its scoring bin: settle has scoring to do from then
         # triggers
         self._engine = None
         self._trigger_signals: list[str] = []
@@ -282,9 +299,16 @@ class ShadowCore:
             used = set(getattr(triggers, "signals_used", ()))
             self._trigger_signals = sorted(s for s in used if s in SIGNALS)
             self._trigger_metrics = sorted(set(getattr(triggers, "metrics_used", ())) | (used - set(SIGNALS)))
-        # where each trigger metric sits in _metric_v; a name the scorer does not make reads the
-        # always-NaN last column
-        self._trigger_metric_cols = [self._metric_col.get(m, len(METRIC_NAMES)) for m in self._trigger_metrics]
+        # The trigger metrics of the scored predictions, kept like a topic's frames stamped with
+        # the time they become visible (rule 2): ticks read them as they read a signal's hold.
+        # Fields by position (m0, m1, ...): a metric's name may be any the trigger set declares;
+        # one the scorer does not make stays NaN.
+        self._metrics = _Buffer(np.dtype([("t_ns", np.int64)] + [(f"m{i}", np.float64)
+                                                                 for i in range(len(self._trigger_metrics))]),
+                                self._buffer_ffi)
+        self._metric_fields = self._metrics.dtype.names[1:]
+        self._metric_pos = list(range(1, len(self._trigger_metrics) + 1))
+        self._scored_metrics = [m if m in METRIC_NAMES else None for m in self._trigger_metrics]
         self._trigger_topics = sorted({SIGNALS[s][0].name for s in self._trigger_signals}) or (
             ["vehicle"] if self._engine is not None else [])
         # topics the core reads; frames of others are counted and not buffered (the rings /
@@ -316,7 +340,7 @@ class ShadowCore:
         else:
             dtype = frame_dtype(topic)
         if buf is None:
-            buf = self._buffers[topic] = _Buffer(dtype, self._window_native[0] if self._window_native else None)
+            buf = self._buffers[topic] = _Buffer(dtype, self._buffer_ffi)
         if frames.dtype is not dtype and frames.dtype != dtype:
             frames = frames.astype(dtype)
         last = buf.last_t
@@ -363,8 +387,11 @@ class ShadowCore:
         if not answered:
             return
         self._counters["predictions"] += answered
-        self._to_score.append(predictions)
-        self._score_due_ns = min(self._score_due_ns, int(predictions.t_ns[0]) + self._horizon_ns)
+        first = int(predictions.t_ns[0])
+        self._to_score.append((first, int(predictions.t_ns[-1]), predictions))
+        if first + self._horizon_ns < self._score_due_ns:
+            self._score_due_ns = first + self._horizon_ns
+            self._score_at_ns = self._bin_end(self._score_due_ns)
 
     # -- clock ----------------------------------------------------------------------------
     def advance(self, now_ns: int, *, settle: bool = True) -> list[Any]:
@@ -373,26 +400,28 @@ class ShadowCore:
         ``settle=False`` returns after the first trigger pass; ``settle(now_ns)`` does the rest."""
         events: list[Any] = []
         self._calls += 1
-        if self.contract is not None:
-            events.extend(self._requests(now_ns))
+        # helpers with nothing due are not called: after a service's sleep, each call costs
+        # microseconds of cold caches
+        if self.contract is not None and (self._next_req is None or self._next_req <= now_ns):
+            events += self._requests(now_ns)
         if self._engine is not None:
-            events.extend(self._triggers(now_ns))
+            events += self._triggers(now_ns)
         if settle:
-            events.extend(self.settle(now_ns))
+            events += self.settle(now_ns)
         return events
 
     def settle(self, now_ns: int) -> list[Any]:
         """The work of ``advance`` off the latency-critical path: score the predictions whose
         bin has closed, evaluate the trigger ticks that scoring unblocked, trim the buffers."""
         events: list[Any] = []
-        if self.contract is not None:
+        if self.contract is not None and self._score_at_ns <= now_ns:  # a scoring bin may have closed
             scored = self._score(now_ns)
             if scored:
-                events.extend(scored)
+                events += scored
                 if self._engine is not None:
-                    events.extend(self._triggers(now_ns))
-        if self._calls % _TRIM_EVERY == 0 or self._pushed_since_trim > _TRIM_FRAMES:
-            self._trim()
+                    events += self._triggers(now_ns)
+        if now_ns >= self._trim_at_ns or self._pushed_since_trim > _TRIM_FRAMES:
+            self._trim(now_ns)
         return events
 
     def next_due_ns(self) -> int | None:
@@ -405,7 +434,7 @@ class ShadowCore:
             return self._next_tick
         due = [t for t in (self._next_req if self.contract is not None else None,) if t is not None]
         if self._to_score:
-            due.append(self._bin_end(self._score_due_ns))
+            due.append(self._score_at_ns)
         return min(due) if due else None
 
     def _bin_end(self, t_ns: int) -> int:
@@ -415,13 +444,16 @@ class ShadowCore:
         return (t_ns // self._batch_ns + 1) * self._batch_ns
 
     def _ready_until(self, topics) -> int | None:
-        ends = []
+        """The newest frame time every one of ``topics`` has reached (None: one has no frame yet)."""
+        end = None
         for t in topics:
             b = self._buffers.get(t)
-            if b is None or b.last_t is None:
+            last = b.last_t if b is not None else None
+            if last is None:
                 return None
-            ends.append(b.last_t)
-        return min(ends) if ends else None
+            if end is None or last < end:
+                end = last
+        return end
 
     def _requests(self, now_ns: int) -> list[InferenceRequest]:
         ready = self._ready_until(self._model_topics)
@@ -498,60 +530,77 @@ class ShadowCore:
                 win[:, :, j] = values if gather is None else values[gather]
 
     def _score(self, now_ns: int) -> list[DivergenceBatch]:
-        if not self._to_score or self._bin_end(self._score_due_ns) > now_ns:
-            return []
+        """Score the queued predictions whose horizon ends in a bin that has closed (settle
+        calls it from ``_score_at_ns`` on)."""
         veh = self._buffers.get("vehicle")
         if veh is None or veh.last_t is None:
             return []
         limit = min(veh.last_t, now_ns)
-        if self._bin_end(self._score_due_ns) > limit:
+        if self._score_at_ns > limit:
             return []
         # every prediction whose horizon ends in a bin that closed by ``limit`` (batch_ns > 0):
-        # t0 + horizon < cut, a leading run of each batch's ascending rows
-        cut = (limit // self._batch_ns) * self._batch_ns
+        # t0 < before_ns, a leading run of each batch's ascending rows
+        before_ns = (limit // self._batch_ns) * self._batch_ns - self._horizon_ns
         parts, rest = [], []
-        for b in self._to_score:
-            k = int(np.searchsorted(b.t_ns, cut - self._horizon_ns, side="left"))
-            if k:
-                parts.append(b.take(slice(0, k)) if k < len(b) else b)
-            if k < len(b):
-                rest.append(b.take(slice(k, None)) if k else b)
+        for first, last, b in self._to_score:
+            if last < before_ns:
+                parts.append((first, last, b))
+            elif first >= before_ns:
+                rest.append((first, last, b))
+            else:
+                k = int(np.searchsorted(b.t_ns, before_ns, side="left"))
+                parts.append((first, int(b.t_ns[k - 1]), b.take(slice(0, k))))
+                rest.append((int(b.t_ns[k]), last, b.take(slice(k, None))))
         if not parts:
             return []
         self._to_score = rest
-        self._score_due_ns = min((int(b.t_ns[0]) for b in rest), default=_FAR) + self._horizon_ns
-        due = PredictionBatch.concat(parts)
-        if len(parts) > 1 and (due.t_ns[1:] < due.t_ns[:-1]).any():  # answers that came out of order
+        self._score_due_ns = min((first for first, _, _ in rest), default=_FAR) + self._horizon_ns
+        self._score_at_ns = self._bin_end(self._score_due_ns) if rest else _FAR
+        due = PredictionBatch.concat([b for _, _, b in parts])
+        first_ns, last_ns = parts[0][0], parts[0][1]
+        in_order = True
+        for first, last, _ in parts[1:]:
+            in_order = in_order and first >= last_ns
+            first_ns, last_ns = min(first_ns, first), max(last_ns, last)
+        if not in_order:  # answers that came out of order
             due = due.take(np.argsort(due.t_ns, kind="stable"))
         fr = veh.frames
         t = veh.t
-        if due.t_ns[0] < t[0]:
+        if first_ns < int(t[0]):
             # answered after its history was trimmed (a very late async answer): cannot be scored
             stale = int(np.searchsorted(due.t_ns, t[0], side="left"))
             self._counters["predictions_unscorable"] += stale
             if stale == len(due):
                 return []
             due = due.take(slice(stale, None))
-        lo = max(0, int(np.searchsorted(t, due.t_ns[0], side="right")) - 1)
-        hi = int(np.searchsorted(t, due.t_ns[-1] + self._horizon_ns, side="left")) + 1
+            first_ns = int(due.t_ns[0])
+        lo = max(0, int(np.searchsorted(t, first_ns, side="right")) - 1)
+        hi = int(np.searchsorted(t, last_ns + self._horizon_ns, side="left")) + 1
         fr = fr[lo:hi]
         hist = {s: fr[s].astype(np.float64) for s in _SCORING_SIGNALS if s in fr.dtype.names}
         out = score_batch(due, t[lo:hi], hist, self.scorer)
-        columns = out.metrics
         self._counters["divergences"] += len(out)
-        vis = out.t_ns + (self._horizon_ns + self._visible_after_ns)
-        in_order = len(self._metric_t) == 0 or vis[0] >= self._metric_t[-1]  # the usual case: append
-        self._metric_t = np.concatenate([self._metric_t, vis])
-        self._metric_v = np.concatenate([self._metric_v, np.column_stack([*(columns[m] for m in METRIC_NAMES), np.full(len(vis), np.nan)])])
-        if not in_order:
-            order = np.argsort(self._metric_t, kind="stable")
-            self._metric_t, self._metric_v = self._metric_t[order], self._metric_v[order]
-            self._metric_recent.clear()
         if self._trigger_metrics:
-            tail = slice(-len(vis) if in_order else -_RECENT_ROWS, None)
-            self._metric_recent.extend(zip(self._metric_t[tail].tolist(),
-                                           map(tuple, self._metric_v[tail][:, self._trigger_metric_cols].tolist())))
+            self._keep_metrics(out)
         return [out]
+
+    def _keep_metrics(self, scored: DivergenceBatch) -> None:
+        """Keep the trigger metrics of ``scored`` (rows ascending), visible from t0 + horizon +
+        2 * score_batch_s (rule 2)."""
+        nan = [float("nan")] * len(scored)
+        visible_ns = scored.t_ns + (self._horizon_ns + self._visible_after_ns)
+        rows = list(zip(visible_ns.tolist(), *(scored.metrics[m].tolist() if m is not None else nan
+                                              for m in self._scored_metrics)))
+        frames = np.array(rows, self._metrics.dtype)
+        newest = self._metrics.last_t
+        if newest is None or rows[0][0] >= newest:  # the usual case: after the newest
+            self._metrics.append(frames, rows)
+            return
+        # a late answer scored after newer ones: merge by time (stable: at equal times, the
+        # earlier scored first)
+        merged = np.concatenate([self._metrics.frames, frames])
+        self._metrics = _Buffer(merged.dtype, self._buffer_ffi)
+        self._metrics.append(merged[np.argsort(merged["t_ns"], kind="stable")])
 
     def _triggers(self, now_ns: int) -> list[TriggerFired]:
         ready = self._ready_until(self._trigger_topics)
@@ -598,14 +647,15 @@ class ShadowCore:
         return fired
 
     def _ticks_scalar(self, ticks: list[int]) -> list[TriggerFired]:
-        """Trigger ticks one by one: each signal's zero-order hold (the newest frame at or
-        before the tick) and the latest divergence metrics. A row is read as one tuple
+        """Trigger ticks one by one: each signal's and trigger metric's zero-order hold (the
+        newest frame at or before the tick; NaN before the first). A row is read as one tuple
         (``item``) and its fields picked by position: per-field access of a numpy record costs
         ~10x more."""
         nan = float("nan")
         sources = [(names, self._field_pos[topic], self._buffers.get(topic))
                    for topic, names in self._trigger_by_topic.items()]
-        metrics = self._trigger_metrics
+        if self._trigger_metrics:
+            sources.append((self._trigger_metrics, self._metric_pos, self._metrics))
         fired = []
         for t in ticks:
             values: dict[str, float] = {}
@@ -616,72 +666,36 @@ class ShadowCore:
                 else:
                     for s, i in zip(names, pos):
                         values[s] = float(row[i])
-            if metrics:
-                values.update(zip(metrics, self._metrics_at(t)))
             fired += self._engine.evaluate(t, values)
         return fired
 
-    def _metrics_at(self, t_ns: int) -> tuple:
-        """The trigger metrics visible at ``t_ns`` (the newest scored at or before it; NaN
-        before the first), from the recent ones as Python floats when they reach back that far."""
-        for vis, values in reversed(self._metric_recent):
-            if vis <= t_ns:
-                return values
-        r = int(np.searchsorted(self._metric_t, t_ns, side="right")) - 1
-        if r < 0:
-            return (float("nan"),) * len(self._trigger_metrics)
-        return tuple(self._metric_v[r, self._trigger_metric_cols].tolist())
-
     def _ticks_batch(self, ticks: np.ndarray) -> list[TriggerFired]:
         """Trigger ticks as one chunk (numpy): the same values as ``_ticks_scalar``."""
-        rows = {}
-        for topic in self._trigger_by_topic:
-            buf = self._buffers.get(topic)
-            if buf is None or len(buf) == 0:
-                rows[topic] = (None, None)
-            else:
-                rows[topic] = (buf.frames, np.searchsorted(buf.t, ticks, side="right") - 1)
-        m_idx = np.searchsorted(self._metric_t, ticks, side="right") - 1 if self._trigger_metrics else None
         cols: dict[str, np.ndarray] = {}
         for topic, names in self._trigger_by_topic.items():
-            fr, idx = rows[topic]
-            if fr is None:
-                cols.update((s, np.full(len(ticks), np.nan)) for s in names)
-                continue
-            known = idx >= 0
-            for s in names:
-                col = fr[s][np.maximum(idx, 0)].astype(np.float64)
-                col[~known] = np.nan
-                cols[s] = col
-        for m in self._trigger_metrics:
-            j = self._metric_col.get(m)
-            if j is None or len(self._metric_t) == 0:
-                cols[m] = np.full(len(ticks), np.nan)
-            else:
-                cols[m] = np.where(m_idx >= 0, self._metric_v[np.maximum(m_idx, 0), j], np.nan)
+            cols.update(zip(names, _held(self._buffers.get(topic), names, ticks)))
+        if self._trigger_metrics:
+            cols.update(zip(self._trigger_metrics, _held(self._metrics, self._metric_fields, ticks)))
         return self._engine.evaluate_batch(ticks, cols)
 
-    def _trim(self) -> None:
+    def _trim(self, now_ns: int) -> None:
+        self._trim_at_ns = now_ns + _TRIM_PERIOD_NS
+        self._pushed_since_trim = 0
         keep = []
         if self.contract is not None and self._next_req is not None:
             keep.append(self._next_req + int(self._offsets_ns[0]))
             if self._to_score:
-                keep.append(min(int(b.t_ns[0]) for b in self._to_score))
+                keep.append(min(first for first, _, _ in self._to_score))
             if self._outstanding:
                 keep.append(min(self._outstanding))
         if self._next_tick is not None:
             keep.append(self._next_tick)
         if not keep:
             return
-        self._pushed_since_trim = 0
         t_keep = min(keep) - 2 * self.tick_ns
         for buf in self._buffers.values():
             buf.trim_before(t_keep)
-        if len(self._metric_t) > 1:
-            k = int(np.searchsorted(self._metric_t, t_keep, side="left")) - 1
-            if k > 0:
-                self._metric_t = self._metric_t[k:]
-                self._metric_v = self._metric_v[k:]
+        self._metrics.trim_before(t_keep)
 
     @property
     def trigger_ticks(self) -> int:
@@ -692,7 +706,7 @@ class ShadowCore:
         out = dict(self._counters)
         out["buffered_frames"] = {t: len(b) for t, b in self._buffers.items()}
         out["outstanding_requests"] = sum(e[0] for e in self._outstanding.values() if not e[2])
-        out["predictions_unscored"] = sum(len(b) for b in self._to_score)
+        out["predictions_unscored"] = sum(len(b) for _, _, b in self._to_score)
         if self._engine is not None and hasattr(self._engine, "stats"):
             out["triggers"] = self._engine.stats()
         return out
