@@ -15,12 +15,10 @@ The verdict (``judge_growth``) is on the level under the noise, after the warm-u
 
 - Driving time is what the service has read (vehicle frames), not wall time x speed.
 - Warm-up, left out: at least ``--warmup-h`` (1 h: the rings' shared pages, the first clips and
-  uploads) and until the model has given ``--warmup-answers`` (4300) answers. The session keeps
-  predictions and divergences for clips and drops old ones in blocks of 4096, so these traces
-  grow for the first ~4100 answers (~7 MB) and then saw within that bound. At real time that
-  is under 4 minutes of driving; at 90x the model answers only ~700-1000 requests per driving
-  hour (the rest are superseded), so it takes 4-6 hours and reads as ~1.2 MB/h of growth that
-  is no leak.
+  uploads) and until the model has given ``--warmup-answers`` (4300) answers: the session's
+  prediction and divergence traces grow until they hold their retention window (see
+  ``WARMUP_ANSWERS`` for why the bound is that high). At 90x the model answers only ~700-1000
+  requests per driving hour (the rest are superseded), so 4300 answers take 4-6 hours.
 - The rest is cut into 10 s wall windows, each reduced to the median of its samples (clip
   building lifts RSS by up to ~20 MB for a second or two; a median does not see it), and the
   growth is the Theil-Sen slope of the window medians over driving hours (MB per driving hour).
