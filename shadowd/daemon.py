@@ -58,6 +58,12 @@ log = logging.getLogger("shadowd.daemon")
 _READ_BATCH = 1024
 _PENDING_CLIPS_MAX = 256
 _WAIT_S = 0.05
+_MAIN_TICK_S = 1.0
+"""Period of the main thread's loop (watchdog pings, ingest rates, STATUS=). Idle threads wake
+as rarely as their work allows: on a VM each wake-up of a sleeping thread costs ~100 us of CPU."""
+_IDLE_WAIT_S = 1.0
+"""How long the spool and config stages block waiting for work before they look at their stop
+flag (and the config stage ticks probation). A clean shutdown wakes the spool stage at once."""
 """Longest the pipeline blocks on a ring: bounds how late a swap, flush or drain is served."""
 _WAKE_EARLY_NS = 200_000
 """How long before the awaited vehicle frame is due the pipeline stops sleeping and blocks on the ring."""
@@ -290,7 +296,7 @@ class Service:
         last_frames: dict[str, int] = {}
         trim = _malloc_trimmer()
         next_trim = time.monotonic() + _TRIM_EVERY_S
-        while not self._stop.wait(0.25):
+        while not self._stop.wait(_MAIN_TICK_S):
             now = time.monotonic()
             pipeline = self.stages["pipeline"]
             progress = pipeline.progress_count
@@ -326,6 +332,10 @@ class Service:
         pipeline.stop()
         spool_stage = self.stages["spool"]
         self._clips_done.set()
+        try:
+            self._clips.put_nowait(None)  # wakes the spool stage once it took every clip before it
+        except queue.Full:
+            pass  # it is busy with those clips and sees _clips_done within _IDLE_WAIT_S after
         spool_stage._thread and spool_stage._thread.join(30)
         spool_stage.stop()
         for name, st in self.stages.items():
@@ -593,8 +603,10 @@ class Service:
         while True:
             if not self._spool_retry:
                 try:
-                    item = self._clips.get(timeout=0.2)
+                    item = self._clips.get(timeout=_IDLE_WAIT_S)
                 except queue.Empty:
+                    item = None
+                if item is None:  # nothing yet, or shutdown's wake-up after the last clip
                     if stage.stopping or self._clips_done.is_set():
                         return
                     continue
@@ -642,7 +654,7 @@ class Service:
             while not self._swapped.empty():
                 self._after_swap(self._swapped.get())
             try:
-                source, data = self._inbox.get(timeout=0.5)
+                source, data = self._inbox.get(timeout=_IDLE_WAIT_S)
             except queue.Empty:
                 pass
             else:

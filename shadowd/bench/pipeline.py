@@ -13,7 +13,12 @@ newest frame. Three service modes run one after the other, each for ``--seconds`
   own thread CPU is measured around each call (``predictor_cpu_pct``: it is inference, done
   in numpy) and ``cpu_pct_besides_model`` is the process CPU less it: the figure the target is
   on;
-* ``core_model``: the same with the reference ONNX model in the runner's async worker thread.
+* ``core_model``: the same with the reference ONNX model in the runner's async worker thread;
+* ``service``: the real thing the target is about -- a ``shadowd run`` process (daemon, Session,
+  clip windows, ring reads, the model in its worker thread) fed at real time by a ``shadowd
+  produce`` process from the same drive (its IMU at the phone's ~100 Hz) for
+  ``--service-seconds``, measured as ``bench soak --mode realtime`` does (``shadowd.bench.soak.run_realtime``): CPU besides the model and
+  its peer ``wake_floor_pct``, what the machine charges for 50 wake-ups a second.
 
 Reported per mode: CPU of the service process (all its threads) per second of driving, as %
 of one core (with ``--split``, ``loop_cpu_pct``: the loop's thread CPU reading+pushing and
@@ -36,6 +41,7 @@ import os
 import resource
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -46,8 +52,11 @@ _WAKE_EARLY_NS = 100_000
 
 def add_arguments(parser) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="driving seconds per mode (default 10)")
-    parser.add_argument("--modes", default="drain_only,core,core_model",
-                        help="comma-separated subset of drain_only,core,core_model")
+    parser.add_argument("--modes", default="drain_only,core,core_model,service",
+                        help="comma-separated subset of drain_only,core,core_model,service")
+    parser.add_argument("--service-seconds", type=float, default=30.0,
+                        help="seconds the service mode measures (default 30: the service's per-thread CPU "
+                             "is counted in 10 ms ticks, so a short run reads coarsely)")
     parser.add_argument("--split", action="store_true",
                         help="also split the loop's CPU into reading+pushing and advancing (loop_cpu_pct); "
                              "its clock reads cost ~5 us each after a sleep, so the headline CPU is measured without")
@@ -271,19 +280,36 @@ def _run_mode(mode: str, seconds: float, tmp: str, split: bool = False) -> dict:
 
 def run(args) -> dict:
     seconds = float(getattr(args, "seconds", 10.0))
-    modes = [m for m in str(getattr(args, "modes", "drain_only,core,core_model")).split(",") if m]
+    modes = [m for m in str(getattr(args, "modes", "drain_only,core,core_model,service")).split(",") if m]
     out: dict = {"load_hz": _TOPIC_HZ, "model_hz": 20.0, "transport": "shadowd.ring (C shared-memory rings, "
                  "producer in a separate process)", "seconds_per_mode": seconds, "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="shadowd-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as tmp:
         for mode in modes:
-            out[mode] = _run_mode(mode, seconds, tmp, bool(getattr(args, "split", False)))
+            if mode == "service":
+                from .soak import run_realtime
+
+                with tempfile.TemporaryDirectory(prefix="shadowd-bench-service-") as work:
+                    out[mode] = run_realtime(Path(work), seconds=float(getattr(args, "service_seconds", 30.0)))
+            else:
+                out[mode] = _run_mode(mode, seconds, tmp, bool(getattr(args, "split", False)))
     base = out.get("drain_only", {}).get("cpu_pct_of_one_core")
     if base:
-        out["vs_drain_only"] = {m: round(out[m]["cpu_pct_of_one_core"] / base, 2) for m in modes if m != "drain_only"}
-    out["targets"] = {"cpu_pct_besides_model": 2.0, "frame_to_trigger_p99_ms": 1.0}
+        out["vs_drain_only"] = {m: round(out[m]["cpu_pct_of_one_core"] / base, 2)
+                                for m in modes if m not in ("drain_only", "service")}
+    targets: dict = {"cpu_pct_besides_model": 2.0, "frame_to_trigger_p99_ms": 1.0}
+    met = []
     if "core" in out:
         c = out["core"]
-        out["targets"]["met"] = bool(c["cpu_pct_besides_model"] < 2.0 and c.get("frame_to_trigger_ms", {}).get("p99", 99) < 1.0)
+        targets["core_loop_met"] = bool(c["cpu_pct_besides_model"] < 2.0
+                                        and c.get("frame_to_trigger_ms", {}).get("p99", 99) < 1.0)
         # what this code controls: the latency after the loop runs (the wake-up is the OS's)
-        out["targets"]["processing_p99_ms"] = c.get("processing_ms", {}).get("p99")
+        targets["processing_p99_ms"] = c.get("processing_ms", {}).get("p99")
+        met.append(targets["core_loop_met"])
+    if "service" in out:
+        targets["service_cpu_pct_besides_model"] = out["service"]["cpu_pct_of_one_core"]["besides_model"]
+        targets["service_met"] = bool(out["service"]["met"])
+        met.append(targets["service_met"])
+    if met:
+        targets["met"] = all(met)  # the core loop's CPU and latency, and the whole service's CPU
+    out["targets"] = targets
     return out

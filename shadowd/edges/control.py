@@ -53,8 +53,7 @@ class ControlServer:
             ) from err
         finally:
             os.umask(old_umask)
-        sock.listen(8)
-        sock.settimeout(0.2)
+        sock.listen(8)  # blocking accept: the thread sleeps until a client comes; stop() wakes it
         self._sock = sock
         self._thread = threading.Thread(target=self._serve, name="shadowd-control", daemon=True)
         self._thread.start()
@@ -64,8 +63,6 @@ class ControlServer:
         while not self._stop.is_set():
             try:
                 conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
             except OSError:
                 if self._stop.is_set():
                     return
@@ -102,6 +99,10 @@ class ControlServer:
     def stop(self) -> None:
         self._stop.set()
         if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)  # Linux: a blocked accept() returns EINVAL
+            except OSError:
+                pass
             self._sock.close()
         if self._thread is not None:
             self._thread.join(timeout=2)
