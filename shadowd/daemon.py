@@ -468,10 +468,19 @@ class Service:
                 return
             if stage.stopping:
                 return
-            if mono >= next_reopen:
+            if mono >= next_reopen:  # once a second: what need not be checked each wake-up
                 readers = self._refresh_readers(readers)
                 history._rings = dict(readers)  # the same History, the current rings
                 next_reopen = mono + _REOPEN_CHECK_S
+                model = self.active.model
+                errors = model.counters.get("errors", 0)
+                if errors > errors_seen:
+                    self._health("model_error", f"{errors - errors_seen} inference errors")
+                    errors_seen = errors
+                overruns = model.counters.get("overruns", 0)
+                if overruns > overruns_seen:
+                    self._health("budget_overrun", f"{overruns - overruns_seen} budget overruns")
+                    overruns_seen = overruns
             swap = self._take_swap() if self._pending_swap is not None else None  # a read, then the lock
             if swap is not None:
                 session.swap(swap.model, swap.triggers, windows=swap.windows,
@@ -552,15 +561,6 @@ class Service:
                 now_ns = target
                 session.advance(now_ns)
             stage.progress(1 + got)
-            model = self.active.model
-            errors = model.counters.get("errors", 0)
-            if errors > errors_seen:
-                self._health("model_error", f"{errors - errors_seen} inference errors")
-                errors_seen = errors
-            overruns = model.counters.get("overruns", 0)
-            if overruns > overruns_seen:
-                self._health("budget_overrun", f"{overruns - overruns_seen} budget overruns")
-                overruns_seen = overruns
 
     def _refresh_readers(self, readers: dict[str, Any]) -> dict[str, Any]:
         """Open rings whose producer has come up; reopen rings that were recreated.
