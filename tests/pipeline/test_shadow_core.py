@@ -121,7 +121,7 @@ def test_settling_after_the_trigger_pass_gives_the_same_events(vehicle20):
 def _drive_async(core, vehicle, seed: int, max_delay_steps: int):
     """As a service with a pool of model workers: push 10 frames (0.1 s) a step, advance, and
     answer each request after a delay of 0..``max_delay_steps`` steps drawn from ``seed``,
-    those due at a step in a shuffled order; then settle."""
+    those due at a step in a shuffled order; then settle. At the end, answer what is left."""
     import random
 
     rng = random.Random(seed)
@@ -138,7 +138,11 @@ def _drive_async(core, vehicle, seed: int, max_delay_steps: int):
         for r in due:
             core.submit(r, _numpy_model(r))
         events += core.settle(now)
-    return events
+    rest = [r for _, r in pending]  # the drive ended before these were due: answer them now
+    rng.shuffle(rest)
+    for r in rest:
+        core.submit(r, _numpy_model(r))
+    return events + core.advance(now)
 
 
 @settings(max_examples=15, deadline=None)
