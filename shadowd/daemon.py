@@ -58,13 +58,13 @@ log = logging.getLogger("shadowd.daemon")
 _READ_BATCH = 1024
 _PENDING_CLIPS_MAX = 256
 _WAIT_S = 0.05
+"""Longest the pipeline blocks on a ring: bounds how late a swap, flush or drain is served."""
 _MAIN_TICK_S = 1.0
 """Period of the main thread's loop (watchdog pings, ingest rates, STATUS=). Idle threads wake
 as rarely as their work allows: on a VM each wake-up of a sleeping thread costs ~100 us of CPU."""
 _IDLE_WAIT_S = 1.0
 """How long the spool and config stages block waiting for work before they look at their stop
 flag (and the config stage ticks probation). A clean shutdown wakes the spool stage at once."""
-"""Longest the pipeline blocks on a ring: bounds how late a swap, flush or drain is served."""
 _WAKE_EARLY_NS = 200_000
 """How long before the awaited vehicle frame is due the pipeline stops sleeping and blocks on the ring."""
 _TRIM_EVERY_S = 30.0

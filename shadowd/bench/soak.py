@@ -60,6 +60,8 @@ import time
 from pathlib import Path
 from statistics import median
 
+from ..core.pipeline import DEFAULT_TICK_HZ
+
 DRIVE = Path(__file__).resolve().parents[1] / "data" / "rav4" / "c2k19_rav4_seg40.candump.log"
 DRIVE_S = 60.0
 """Length of the bundled RAV4 drive (one loop of the producer)."""
@@ -437,8 +439,8 @@ def run_realtime(work: Path, *, seconds: float, warmup_s: float = 5.0, tag: str 
     }
 
 
-WAKEUPS_HZ = 50.0
-"""The service's wake-ups per second at real time: one per trigger tick (ShadowCore's tick_hz)."""
+WAKEUPS_HZ = DEFAULT_TICK_HZ
+"""The service's wake-ups per second at real time: one per trigger tick."""
 
 
 def _wake_floor_pct(seconds: float, *, wakeups_hz: float) -> float:

@@ -56,6 +56,8 @@ _NEVER = -(2**63)
 _FEW_FRAMES = 8  # push_frames checks the order of this many frames or fewer in Python
 _RECENT_ROWS = 32  # newest frames per topic (and newest metrics) kept as Python tuples
 _KNOWN_TOPICS = frozenset(TOPICS) | {RAW_TOPIC}
+DEFAULT_TICK_HZ = 50.0
+"""Trigger ticks per second of frame time (a service wakes once per tick)."""
 _TRIM_PERIOD_NS = 1_000_000_000  # frame time between buffer trims (bounds memory, amortizes the cost)
 _TRIM_FRAMES = 256  # ... or sooner when this many frames arrived since the last trim
 
@@ -240,7 +242,7 @@ def _window_plan(sources, n_signals: int):
 class ShadowCore:
     """See the module docstring. Not thread-safe: one caller drives it."""
 
-    def __init__(self, contract: ModelContract | None, triggers: Any = None, *, tick_hz: float = 50.0,
+    def __init__(self, contract: ModelContract | None, triggers: Any = None, *, tick_hz: float = DEFAULT_TICK_HZ,
                  scorer: ScorerConfig | None = None, max_wait_s: float = 0.5, score_batch_s: float = 0.2):
         self.contract = contract
         self.tick_ns = int(round(1e9 / tick_hz))
