@@ -19,8 +19,8 @@ from cffi import FFI
 
 NATIVE = pathlib.Path(__file__).resolve().parent
 HEADER = NATIVE / "include" / "shadowd" / "ring.h"
-HEADERS = [HEADER, *(NATIVE / "include" / "shadowd" / f"{h}.h" for h in ("candump", "score", "window"))]
-SOURCES = [NATIVE / "src" / f"{c}.c" for c in ("ring", "candump", "score", "window")]
+HEADERS = [HEADER, *(NATIVE / "include" / "shadowd" / f"{h}.h" for h in ("candump", "score", "window", "trig"))]
+SOURCES = [NATIVE / "src" / f"{c}.c" for c in ("ring", "candump", "score", "window", "trig")]
 
 
 def cdef_text(header: pathlib.Path = HEADER) -> str:

@@ -448,6 +448,8 @@ class Service:
         times = {t: b["t_ns"] for t, b in buffers.items()}  # each buffer's time column (a view)
         readers = self._open_readers()
         history = RingHistory(readers)
+        drain, drain_topics = self._make_drain(readers)
+        drain_core, drain_generation = None, 0  # whose buffers the drain writes into, as of when
         session = self.session = self._new_session(self.active, history)
         gc.collect()
         gc.freeze()  # setup objects (models, DBCs, numpy) never need scanning again
@@ -471,6 +473,9 @@ class Service:
             if mono >= next_reopen:  # once a second: what need not be checked each wake-up
                 readers = self._refresh_readers(readers)
                 history._rings = dict(readers)  # the same History, the current rings
+                if drain is not None and drain.readers != list(readers.values()):
+                    drain, drain_topics = self._make_drain(readers)
+                    drain_core = None
                 next_reopen = mono + _REOPEN_CHECK_S
                 model = self.active.model
                 errors = model.counters.get("errors", 0)
@@ -514,39 +519,81 @@ class Service:
             self.counters["pipeline_wakeups"] += 1
             got = 0
             watermark_ns = None  # the least newest frame of the rings that had frames this round
-            for topic, reader in readers.items():
-                buf, ts = buffers[topic], times[topic]
-                topic_last_ns = None
+            if drain is not None and session.takes_frames_in_place:
+                # one C call reads every ring straight into the core's buffers, appending
+                # where the last one stopped until the core's memory moved or filled up
+                topic_last: dict[str, int] = {}
+                full = False
                 while True:
-                    n, dropped = reader.read_into(buf)
-                    if dropped:
-                        dropped_seen[topic] = dropped_seen.get(topic, 0) + dropped
-                    if not n:
+                    core = session.core
+                    if full or core is not drain_core or core.intake_generation != drain_generation:
+                        drain.aim(lambda i: session.intake(drain_topics[i], _READ_BATCH))
+                        drain_core, drain_generation = core, core.intake_generation
+                    results = drain.run(now_ns)
+                    full = failed = False
+                    for i, topic in enumerate(drain_topics):
+                        r = results[i]
+                        if r.dropped:
+                            dropped_seen[topic] = dropped_seen.get(topic, 0) + r.dropped
+                        full = full or r.full != 0
+                        read = r.read
+                        if not read:
+                            failed = failed or r.error != 0
+                            continue
+                        if r.late:
+                            self.counters["frames_late"] += r.late
+                        n, out_of_order = r.n, r.out_of_order
+                        if n or out_of_order:
+                            last_ns = r.last_ns
+                            session.commit(topic, n, out_of_order, last_ns)
+                            topic_last[topic] = last_ns
+                            if last_ns > newest_ns:
+                                newest_ns = last_ns
+                            if topic == "vehicle":
+                                last_vehicle_ns = last_ns
+                                arrival_offset_ns = time.monotonic_ns() - last_ns
+                        self._frames[topic] = self._frames.get(topic, 0) + read
+                        got += read
+                    if failed:  # a ring whose read failed, raised once the others' frames are in
+                        drain.raise_errors()
+                    if not full:
                         break
-                    frames = buf[:n]
-                    last_ns = int(ts[n - 1])
-                    if int(ts[0]) <= now_ns:
-                        t = ts[:n]
-                        late = int(np.count_nonzero(t <= now_ns))
-                        if late:
-                            self.counters["frames_late"] += late
-                            frames = frames[t > now_ns]
-                            last_ns = int(frames["t_ns"][-1]) if len(frames) else None
-                    if len(frames):
-                        # the buffer is read into again: the session copies what it keeps
-                        # (the core's buffers); a history that keeps fed frames gets a copy
-                        session.feed(topic, frames.copy() if session.keeps_fed_frames else frames, last_ns)
-                        topic_last_ns = last_ns
-                        newest_ns = max(newest_ns, topic_last_ns)
-                        if topic == "vehicle":
-                            last_vehicle_ns = topic_last_ns
-                            arrival_offset_ns = time.monotonic_ns() - last_vehicle_ns
-                    self._frames[topic] = self._frames.get(topic, 0) + n
-                    got += n
-                    if n < len(buf):
-                        break
-                if topic_last_ns is not None and (watermark_ns is None or topic_last_ns < watermark_ns):
-                    watermark_ns = topic_last_ns
+                if topic_last:
+                    watermark_ns = min(topic_last.values())
+            else:
+                for topic, reader in readers.items():
+                    buf, ts = buffers[topic], times[topic]
+                    topic_last_ns = None
+                    while True:
+                        n, dropped = reader.read_into(buf)
+                        if dropped:
+                            dropped_seen[topic] = dropped_seen.get(topic, 0) + dropped
+                        if not n:
+                            break
+                        frames = buf[:n]
+                        last_ns = int(ts[n - 1])
+                        if int(ts[0]) <= now_ns:
+                            t = ts[:n]
+                            late = int(np.count_nonzero(t <= now_ns))
+                            if late:
+                                self.counters["frames_late"] += late
+                                frames = frames[t > now_ns]
+                                last_ns = int(frames["t_ns"][-1]) if len(frames) else None
+                        if len(frames):
+                            # the buffer is read into again: the session copies what it keeps
+                            # (the core's buffers); a history that keeps fed frames gets a copy
+                            session.feed(topic, frames.copy() if session.keeps_fed_frames else frames, last_ns)
+                            topic_last_ns = last_ns
+                            newest_ns = max(newest_ns, topic_last_ns)
+                            if topic == "vehicle":
+                                last_vehicle_ns = topic_last_ns
+                                arrival_offset_ns = time.monotonic_ns() - last_vehicle_ns
+                        self._frames[topic] = self._frames.get(topic, 0) + n
+                        got += n
+                        if n < len(buf):
+                            break
+                    if topic_last_ns is not None and (watermark_ns is None or topic_last_ns < watermark_ns):
+                        watermark_ns = topic_last_ns
             self._ring_drops = dropped_seen
             # The clock runs `lateness` behind the newest frame, and never past a ring read
             # earlier in this round: frames its producer wrote while later rings were drained
@@ -561,6 +608,16 @@ class Service:
                 now_ns = target
                 session.advance(now_ns)
             stage.progress(1 + got)
+
+    @staticmethod
+    def _make_drain(readers: dict[str, Any]) -> tuple[Any, list[str]]:
+        """The one-call reader of ``readers`` (``shadowd.ring.RingDrain``) and its topics in
+        order, or (None, []) when the native build has none."""
+        from .ring import RingDrain, drain_available
+
+        if not drain_available():
+            return None, []
+        return RingDrain(list(readers.values()), _READ_BATCH), list(readers)
 
     def _refresh_readers(self, readers: dict[str, Any]) -> dict[str, Any]:
         """Open rings whose producer has come up; reopen rings that were recreated.

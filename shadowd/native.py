@@ -15,6 +15,10 @@ import logging
 
 log = logging.getLogger(__name__)
 
+FIELD_TYPES = {"<f4": 0, "<f8": 1, "|u1": 2, "|i1": 3, "|b1": 2, "<u2": 4, "<i2": 5, "<u4": 6, "<i4": 7}
+"""numpy field type -> SHADOWD_WINDOW_* (native/include/shadowd/window.h): the frame fields
+the C kernels read in place (the model-window sampler, the trigger evaluator)."""
+
 
 @functools.cache
 def kernel(abi_function: str, abi_version: int, what: str):

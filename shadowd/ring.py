@@ -28,7 +28,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -508,6 +508,80 @@ class RingReader(_Handle):
     def torn_reads(self) -> int:
         """Copies discarded because the slot was overwritten while being copied."""
         return self.stats.torn
+
+
+def drain_available() -> bool:
+    """Whether this build has ``shadowd_ring_drain`` (``RingDrain``)."""
+    check = getattr(lib, "shadowd_ring_drain_abi_version", None)
+    return check is not None and check() == 1
+
+
+class RingDrain:
+    """A service wake-up's reads of several rings in one C call (``shadowd_ring_drain``): each
+    reader's next frames go straight into the memory their consumer names (``into``: a
+    ShadowCore buffer's, from ``Session.intake``) or into a scratch array of the drain's own
+    (``discard``: only counted), filtered as the consumer filters on arrival (late and out of
+    order frames left out and counted). ``run`` then leaves each ring's results in
+    ``result(i)``: n, read, late, out_of_order, full, dropped, last_ns."""
+
+    def __init__(self, readers: list[RingReader], room: int):
+        self.readers = list(readers)
+        self._d = ffi.new("struct shadowd_ring_drain[]", max(1, len(readers)))
+        self._scratch = []
+        for i, r in enumerate(self.readers):
+            frames = np.empty(room, r.dtype)
+            times = np.empty(room, np.int64)
+            self._scratch.append((ffi.from_buffer("uint8_t[]", frames), ffi.from_buffer("int64_t[]", times), frames,
+                                  times))
+            d = self._d[i]
+            d.ring = r._handle()
+            d.stride = r._itemsize
+            d.t_ns_offset = _t_ns_offset(r.dtype)
+        self._room = room
+
+    def into(self, i: int, frames_ptr, t_ptr, room: int, floor_ns: int) -> None:
+        """Ring ``i``'s frames go to ``frames_ptr`` / ``t_ptr`` (at most ``room``), frames not
+        after ``floor_ns`` or not after the one before them left out as out of order; each
+        ``run`` appends after the frames the previous one kept, until the room is used up
+        (``full``)."""
+        d = self._d[i]
+        d.frames, d.t_ns, d.room, d.floor_ns, d.append = frames_ptr, t_ptr, room, floor_ns, 1
+
+    def discard(self, i: int) -> None:
+        """Ring ``i``'s frames are only counted (read into the drain's scratch array)."""
+        d = self._d[i]
+        frames, times = self._scratch[i][:2]
+        d.frames, d.t_ns, d.room, d.floor_ns, d.append = frames, times, self._room, _INT64_MIN, 0
+
+    def aim(self, place: Callable[[int], tuple | None]) -> None:
+        """Point ring ``i`` ``into`` what ``place(i)`` returns (pointers, room, floor), or
+        ``discard`` its frames where that is None."""
+        for i in range(len(self.readers)):
+            where = place(i)
+            if where is None:
+                self.discard(i)
+            else:
+                self.into(i, *where)
+
+    def run(self, late_ns: int) -> Any:
+        """Read every ring once; frames stamped at or before ``late_ns`` are late. Returns the
+        C results (``[i].n`` etc.); a ring whose read failed has ``[i].error`` set and nothing
+        read: ``raise_errors`` once the others' frames are taken."""
+        d = self._d
+        for i in range(len(self.readers)):
+            d[i].late_ns = late_ns
+        _check(lib.shadowd_ring_drain(d, len(self.readers)), "drain")
+        return d
+
+    def raise_errors(self) -> None:
+        """Raise what the failed read of the last ``run`` raises (RingError), if one failed."""
+        d = self._d
+        for i in range(len(self.readers)):
+            if d[i].error:
+                _check(d[i].error, "read", self.readers[i].path)
+
+
+_INT64_MIN = -(2**63)
 
 
 class RingHistory:

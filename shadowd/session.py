@@ -309,6 +309,29 @@ class Session:
         self._last_fed_ns[topic] = int(frames["t_ns"][-1]) if newest_ns is None else newest_ns
         self.counters[f"frames_{topic}"] += len(frames)
 
+    @property
+    def takes_frames_in_place(self) -> bool:
+        """Whether ``intake`` / ``commit`` may replace ``feed``: the history does not keep fed
+        frames and the core takes frames in place (the native build, the C trigger evaluator)."""
+        return self._history_append is None and self.core.takes_frames_in_place
+
+    def intake(self, topic: str, n: int) -> tuple[Any, Any, int, int] | None:
+        """Where the next frames of ``topic`` may be written in place (``ShadowCore.intake``);
+        None: read them elsewhere and only ``commit`` their count."""
+        return None if topic == RAW_TOPIC else self.core.intake(topic, n)
+
+    def commit(self, topic: str, n: int, out_of_order: int, newest_ns: int) -> None:
+        """Frames of ``topic`` that arrived, as ``feed`` takes them: ``n`` written where
+        ``intake`` said (or not kept, if it said None) and ``out_of_order`` left out, the last
+        of them all stamped ``newest_ns``."""
+        seen = n + out_of_order
+        if not seen:
+            return
+        if topic != RAW_TOPIC:
+            self.core.commit(topic, n, out_of_order)
+        self._last_fed_ns[topic] = newest_ns
+        self.counters[f"frames_{topic}"] += seen
+
     # -- clock -------------------------------------------------------------------------
 
     def advance(self, now_ns: int) -> list[Any]:

@@ -861,3 +861,60 @@ int shadowd_ring_writer_alive(struct shadowd_ring *r)
 		return 0; /* the pid now belongs to another process */
 	return 1;
 }
+
+int shadowd_ring_drain_abi_version(void)
+{
+	return SHADOWD_RING_DRAIN_ABI_VERSION;
+}
+
+int shadowd_ring_drain(struct shadowd_ring_drain *d, size_t n_rings)
+{
+	if (n_rings && d == NULL)
+		return -EINVAL;
+	for (size_t i = 0; i < n_rings; i++)
+		if (d[i].room && (d[i].frames == NULL || d[i].t_ns == NULL || d[i].t_ns_offset < 0 ||
+				  (uint64_t)d[i].t_ns_offset + sizeof(int64_t) > d[i].stride))
+			return -EINVAL;
+	for (size_t i = 0; i < n_rings; i++) {
+		struct shadowd_ring_drain *r = &d[i];
+		uint64_t dropped = 0;
+		int rc = shadowd_ring_read_batch(r->ring, r->frames, r->stride, r->room, NULL, NULL, &dropped);
+		r->n = r->read = r->late = r->out_of_order = 0;
+		r->full = r->room == 0;
+		r->dropped = dropped;
+		r->error = rc < 0 ? rc : 0;
+		if (rc <= 0)
+			continue;
+		uint32_t n = (uint32_t)rc, kept = 0;
+		unsigned char *frames = r->frames;
+		int64_t hi = r->floor_ns;
+		for (uint32_t j = 0; j < n; j++) {
+			unsigned char *f = frames + (size_t)j * r->stride;
+			int64_t t;
+			memcpy(&t, f + r->t_ns_offset, sizeof t);
+			if (t <= r->late_ns) {
+				r->late++;
+				continue;
+			}
+			r->last_ns = t;
+			if (t <= hi) {
+				r->out_of_order++;
+				continue;
+			}
+			hi = t;
+			if (kept != j)
+				memmove(frames + (size_t)kept * r->stride, f, r->stride);
+			r->t_ns[kept++] = t;
+		}
+		r->n = kept;
+		r->read = n;
+		r->full = n == r->room;
+		if (r->append && kept) {
+			r->frames = frames + (size_t)kept * r->stride;
+			r->t_ns += kept;
+			r->room -= kept;
+			r->floor_ns = hi;
+		}
+	}
+	return 0;
+}

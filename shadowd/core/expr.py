@@ -15,7 +15,9 @@ between a pushed string and the vehicle. Its rules:
    Both do the same IEEE operations in the same order, so their results are bit-identical
    whatever the chunking, and the two may be interleaved on one evaluator. A Hypothesis test
    (tests/triggers/test_batch_equivalence.py) holds this; keep the two halves of every node
-   class in sync.
+   class in sync. The C evaluator (native/src/trig.c, fed by ``program``) is a third twin
+   of every node, which TriggerEngine uses where it is built; keep it in sync too
+   (tests/triggers/test_native_equivalence.py).
 
 Values are floats. Unknown (a missing signal, NaN, no sample in a window) is NaN and
 propagates; booleans are 1.0 / 0.0 / NaN with Kleene logic (``false and unknown`` is false,
@@ -1319,3 +1321,36 @@ class Evaluator:
     def batch_chunk(self, chunk: Chunk) -> np.ndarray:
         """``batch`` on a prepared Chunk (shared between evaluators of one engine)."""
         return self._root.batch(chunk)
+
+
+# --------------------------------------------------------------------------- the C evaluator's program
+
+PROGRAM_OPS = ("const", "leaf", "flag", "neg", "not", "abs", "+", "-", "*", "/", "min", "max",
+               "<", "<=", ">", ">=", "==", "!=", "and", "or", "max_over", "min_over", "mean_over",
+               "last", "delta", "held", "rising", "falling", "periodic")
+"""Instruction codes of the C trigger evaluator, by position (SHADOWD_TRIG_* in
+native/include/shadowd/trig.h, in the same order): one per node class above."""
+
+
+def program(root: Node, name_index: Mapping[str, int], out: list[tuple]) -> int:
+    """Append ``root``'s tree to ``out`` as C evaluator instructions ``(op code, a, b, name,
+    param_ns, value)`` in post-order (operands before the node that reads them) and return the
+    root's instruction index. ``name_index`` maps every name the tree reads to its place among
+    a tick's values. Each node gets its own instruction (and so its own window state), as each
+    gets its own object in ``Evaluator``."""
+    op = root.op
+    args = [program(a, name_index, out) for a in root.args]
+    a, b = (args + [-1, -1])[:2]
+    name, param_ns, value = -1, 0, 0.0
+    if op in ("num", "bool"):
+        code, value = "const", float(root.value)
+    elif op == "name":
+        code, name = ("flag" if root.value in FLAG_SIGNALS else "leaf"), name_index[root.value]
+    elif op in PROGRAM_OPS:
+        code = op
+        if op in ("max_over", "min_over", "mean_over", "last", "delta", "held", "periodic"):
+            param_ns = int(root.value)
+    else:
+        raise AssertionError(f"no instruction for node {op!r}")  # the parser only emits the ops above
+    out.append((PROGRAM_OPS.index(code), a, b, name, param_ns, value))
+    return len(out) - 1

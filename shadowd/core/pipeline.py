@@ -87,8 +87,12 @@ class _Buffer:
     costs 5-10 us of cold caches, so the per-tick path avoids them.
     """
 
-    def __init__(self, dtype: np.dtype, ffi: Any = None):
+    def __init__(self, dtype: np.dtype, ffi: Any = None, keep_recent: bool = True, moves: list[int] | None = None):
         self.dtype = dtype
+        self._keep_recent = keep_recent  # only the Python tick path reads ``recent``
+        # counts each time the memory after the newest frame changes other than by ``commit``
+        # (new arrays, an ``append``): a writer holding ``room``'s pointers must ask again
+        self._moves = moves
         # frames are copied as opaque records (a view as np.void of the same size): numpy's
         # structured-to-structured assignment walks the fields, ~8x slower for a few frames
         self._void = np.dtype((np.void, dtype.itemsize))
@@ -104,6 +108,8 @@ class _Buffer:
 
     def _allocate(self, frames: np.ndarray, t: np.ndarray) -> None:
         self._a, self._t = frames, t
+        if self._moves is not None:
+            self._moves[0] += 1
         if self._ffi is not None:
             self._a_ptr = self._ffi.from_buffer("uint8_t[]", frames)
             self._t_ptr = self._ffi.from_buffer("int64_t[]", t)
@@ -124,12 +130,9 @@ class _Buffer:
         """``frames["t_ns"]``, contiguous."""
         return self._t[self._start:self._end]
 
-    def append(self, frames: np.ndarray, rows: list[tuple] | None = None) -> None:
-        """Frames of this dtype, in time order after the newest held (``rows``:
-        ``frames.tolist()``, when the caller has it at hand)."""
-        n = len(frames)
-        if n == 0:
-            return
+    def _reserve(self, n: int) -> None:
+        """Room for ``n`` frames after the newest (moves the live frames to the front, or to
+        bigger arrays)."""
         if self._end + n > len(self._a):
             live = self._end - self._start
             cap = len(self._a)
@@ -140,17 +143,45 @@ class _Buffer:
             new_t[:live] = self._t[self._start:self._end]
             self._allocate(new, new_t)
             self._start, self._end = 0, live
+
+    def room(self, n: int) -> tuple[Any, Any, int]:
+        """cffi pointers to where the next frames and their times go, and how many fit (at
+        least ``n``): a writer fills them in place, then ``commit``s (the native build only).
+        The pointers stay good, moving past what is committed, until the ``moves`` count
+        changes."""
+        self._reserve(n)
+        end = self._end
+        return self._a_ptr + end * self.dtype.itemsize, self._t_ptr + end, len(self._a) - end
+
+    def commit(self, n: int) -> None:
+        """``n`` frames (n > 0) written in place after the newest, where ``room`` said."""
+        self._end += n
+        self.last_t = self._t_ptr[self._end - 1]
+
+    def append(self, frames: np.ndarray, rows: list[tuple] | None = None) -> None:
+        """Frames of this dtype, in time order after the newest held (``rows``:
+        ``frames.tolist()``, when the caller has it at hand)."""
+        n = len(frames)
+        if n == 0:
+            return
+        self._reserve(n)
+        if self._moves is not None:
+            self._moves[0] += 1
         end = self._end + n
         if rows is None or self._ffi is None or not self._copy_few(frames, rows):
             self._a.view(self._void)[self._end:end] = frames.view(self._void)
             if rows is None:
                 self._t[self._end:end] = frames["t_ns"]
-                rows = frames[-_RECENT_ROWS:].tolist()
+                rows = frames[-_RECENT_ROWS:].tolist() if self._keep_recent else None
             else:
                 self._t[self._end:end] = [r[0] for r in rows]
-        self.recent.extend(rows)
+        if rows is None:  # only when the Python tick path does not read ``recent``
+            self.last_t = int(self._t[end - 1])
+        else:
+            if self._keep_recent:
+                self.recent.extend(rows)
+            self.last_t = rows[-1][0]
         self._end = end
-        self.last_t = rows[-1][0]
 
     def _copy_few(self, frames: np.ndarray, rows: list[tuple]) -> bool:
         """A few frames in with one memmove and their times from ``rows``; False when
@@ -207,15 +238,13 @@ def _held(buf: _Buffer | None, fields, ticks: np.ndarray) -> list[np.ndarray]:
 
 
 _NATIVE_WINDOW_ABI = 2
-_WINDOW_TYPES = {"<f4": 0, "<f8": 1, "|u1": 2, "|i1": 3, "|b1": 2, "<u2": 4, "<i2": 5, "<u4": 6, "<i4": 7}
-"""numpy field type -> SHADOWD_WINDOW_* (native/include/shadowd/window.h)."""
 
 
 def _window_plan(sources, n_signals: int):
     """``(ffi, lib, [(topic, frame size, n fields, offsets, types, linear, out columns)])``
     for the C model-window sampler (native/src/window.c), or None when it is not built or a
     field or interpolation is one it does not take (the numpy path samples those)."""
-    from ..native import kernel  # lazily: core stays importable and pure without a build
+    from ..native import FIELD_TYPES, kernel  # lazily: core stays importable and pure without a build
 
     native = kernel("shadowd_window_abi_version", _NATIVE_WINDOW_ABI, "model-window sampler")
     if native is None:
@@ -227,7 +256,7 @@ def _window_plan(sources, n_signals: int):
         offsets, types, linear, cols = [], [], [], []
         for j, s, interp in signals:
             field, offset = dtype.fields[s][0], dtype.fields[s][1]
-            code = _WINDOW_TYPES.get(field.str)
+            code = FIELD_TYPES.get(field.str)
             if code is None or field.shape or interp not in ("linear", "zoh") or j >= n_signals:
                 return None
             offsets.append(offset)
@@ -243,7 +272,8 @@ class ShadowCore:
     """See the module docstring. Not thread-safe: one caller drives it."""
 
     def __init__(self, contract: ModelContract | None, triggers: Any = None, *, tick_hz: float = DEFAULT_TICK_HZ,
-                 scorer: ScorerConfig | None = None, max_wait_s: float = 0.5, score_batch_s: float = 0.2):
+                 scorer: ScorerConfig | None = None, max_wait_s: float = 0.5, score_batch_s: float = 0.2,
+                 native_triggers: bool | None = None):
         self.contract = contract
         self.tick_ns = int(round(1e9 / tick_hz))
         self.scorer = scorer or ScorerConfig()
@@ -255,6 +285,7 @@ class ShadowCore:
         self._batch_ns = max(1, int(score_batch_s * 1e9))
         self._visible_after_ns = 2 * self._batch_ns
         self._buffers: dict[str, _Buffer] = {}
+        self._moves = [0]  # the topic buffers' moves (``intake_generation``)
         self._counters = {"frames_in": 0, "frames_out_of_order": 0, "requests": 0, "windows_incomplete": 0,
                           "predictions": 0, "predictions_missing": 0, "predictions_late": 0,
                           "divergences": 0, "trigger_ticks": 0, "triggers_fired": 0, "frames_unknown_topic": 0,
@@ -297,7 +328,9 @@ class ShadowCore:
         if triggers is not None and len(triggers) > 0:
             from .triggers import TriggerEngine
 
-            self._engine = TriggerEngine(triggers)
+            self._engine = TriggerEngine(triggers, native=native_triggers)
+            if self._buffer_ffi is None and self._engine.native is not None:
+                self._buffer_ffi = self._engine.native.ffi  # the C evaluator reads the buffers too
             used = set(getattr(triggers, "signals_used", ()))
             self._trigger_signals = sorted(s for s in used if s in SIGNALS)
             self._trigger_metrics = sorted(set(getattr(triggers, "metrics_used", ())) | (used - set(SIGNALS)))
@@ -305,10 +338,8 @@ class ShadowCore:
         # the time they become visible (rule 2): ticks read them as they read a signal's hold.
         # Fields by position (m0, m1, ...): a metric's name may be any the trigger set declares;
         # one the scorer does not make stays NaN.
-        self._metrics = _Buffer(np.dtype([("t_ns", np.int64)] + [(f"m{i}", np.float64)
-                                                                 for i in range(len(self._trigger_metrics))]),
-                                self._buffer_ffi)
-        self._metric_fields = self._metrics.dtype.names[1:]
+        metrics_dtype = np.dtype([("t_ns", np.int64)] + [(f"m{i}", np.float64) for i in range(len(self._trigger_metrics))])
+        self._metric_fields = metrics_dtype.names[1:]
         self._metric_pos = list(range(1, len(self._trigger_metrics) + 1))
         self._scored_metrics = [m if m in METRIC_NAMES else None for m in self._trigger_metrics]
         self._trigger_topics = sorted({SIGNALS[s][0].name for s in self._trigger_signals}) or (
@@ -325,6 +356,18 @@ class ShadowCore:
         self._field_pos = {topic: [frame_dtype(topic).names.index(s) for s in names]
                            for topic, names in self._trigger_by_topic.items()}
         self._next_tick: int | None = None
+        # the C trigger evaluator reads each tick's holds from the buffers in place
+        self._held_sources = None
+        if self._engine is not None and self._engine.native is not None:
+            self._held_topics = list(self._trigger_by_topic)
+            self._held_sources = self._engine.hold_sources(
+                [(frame_dtype(topic), [(s, s) for s in self._trigger_by_topic[topic]]) for topic in self._held_topics]
+                + [(metrics_dtype, list(zip(self._metric_fields, self._trigger_metrics)))])
+        # Only the Python tick path (``_ticks_scalar``) reads the buffers' newest frames as
+        # tuples; without it, frames may also be written into the buffers in place (``intake``).
+        self._keep_recent = self._engine is not None and self._held_sources is None
+        self.takes_frames_in_place = self._buffer_ffi is not None and not self._keep_recent
+        self._metrics = _Buffer(metrics_dtype, self._buffer_ffi, self._keep_recent)
 
     # -- input -----------------------------------------------------------------------------
     def push_frames(self, topic: str, frames: np.ndarray) -> None:
@@ -342,7 +385,7 @@ class ShadowCore:
         else:
             dtype = frame_dtype(topic)
         if buf is None:
-            buf = self._buffers[topic] = _Buffer(dtype, self._buffer_ffi)
+            buf = self._buffers[topic] = _Buffer(dtype, self._buffer_ffi, self._keep_recent, self._moves)
         if frames.dtype is not dtype and frames.dtype != dtype:
             frames = frames.astype(dtype)
         last = buf.last_t
@@ -376,6 +419,42 @@ class ShadowCore:
         self._counters["frames_in"] += n
         self._pushed_since_trim += n
         buf.append(frames, rows)
+
+    def intake(self, topic: str, n: int) -> tuple[Any, Any, int, int] | None:
+        """Where the next frames of ``topic`` can be written in place (a service's ring reads):
+        cffi pointers to the frames' and their times' memory, how many fit (at least ``n``),
+        and the floor: a frame not after it, or not after the frame before it, is out of order
+        and must be left out. Then ``commit``. None: this core keeps no frames of ``topic``
+        (``commit`` still counts them). Only where ``takes_frames_in_place``."""
+        buf = self._buffers.get(topic)
+        if buf is None:
+            if topic not in self._needed_topics:
+                return None
+            buf = self._buffers[topic] = _Buffer(frame_dtype(topic), self._buffer_ffi, self._keep_recent, self._moves)
+        last = buf.last_t
+        return (*buf.room(n), _NEVER if last is None else last)
+
+    @property
+    def intake_generation(self) -> int:
+        """Changes whenever memory ``intake`` handed out may no longer be where the next
+        frames go (a buffer moved to new arrays, frames pushed): ask ``intake`` again then.
+        Until it changes, ``intake``'s pointers advanced past each ``commit``ed frame stay good."""
+        return self._moves[0]
+
+    def commit(self, topic: str, n: int, out_of_order: int = 0) -> None:
+        """``n`` frames of ``topic`` written where ``intake`` said, in order after its floor;
+        ``out_of_order`` more were left out (counted as ``push_frames`` counts them)."""
+        buf = self._buffers.get(topic)
+        if buf is None:
+            key = "frames_not_needed" if topic in _KNOWN_TOPICS else "frames_unknown_topic"
+            self._counters[key] += n + out_of_order
+            return
+        if out_of_order:
+            self._counters["frames_out_of_order"] += out_of_order
+        if n:
+            buf.commit(n)
+            self._counters["frames_in"] += n
+            self._pushed_since_trim += n
 
     def submit(self, request: InferenceRequest, predictions: PredictionBatch | None) -> None:
         """Hand back the model's answer to ``request``: its predictions, ascending, where rows
@@ -601,7 +680,7 @@ class ShadowCore:
         # a late answer scored after newer ones: merge by time (stable: at equal times, the
         # earlier scored first)
         merged = np.concatenate([self._metrics.frames, frames])
-        self._metrics = _Buffer(merged.dtype, self._buffer_ffi)
+        self._metrics = _Buffer(merged.dtype, self._buffer_ffi, self._keep_recent)
         self._metrics.append(merged[np.argsort(merged["t_ns"], kind="stable")])
 
     def _triggers(self, now_ns: int) -> list[TriggerFired]:
@@ -639,11 +718,11 @@ class ShadowCore:
             # (shadowd.core.triggers rule 4).
             ticks = list(range(self._next_tick, end + 1, self.tick_ns))
             self._next_tick = ticks[-1] + self.tick_ns
-            fired = self._ticks_scalar(ticks)
+            fired = self._ticks_held(ticks) if self._held_sources is not None else self._ticks_scalar(ticks)
         else:
             ticks = np.arange(self._next_tick, end + 1, self.tick_ns, dtype=np.int64)
             self._next_tick = int(ticks[-1]) + self.tick_ns
-            fired = self._ticks_batch(ticks)
+            fired = self._ticks_held(ticks) if self._held_sources is not None else self._ticks_batch(ticks)
         self._counters["trigger_ticks"] += len(ticks)
         self._counters["triggers_fired"] += len(fired)
         return fired
@@ -670,6 +749,19 @@ class ShadowCore:
                         values[s] = float(row[i])
             fired += self._engine.evaluate(t, values)
         return fired
+
+    def _ticks_held(self, ticks: list[int] | np.ndarray) -> list[TriggerFired]:
+        """Trigger ticks on the C evaluator, which reads each signal's and trigger metric's
+        zero-order hold from the buffers in place: the same values as ``_ticks_scalar``."""
+        sources = self._held_sources
+        buffers = self._buffers
+        for i, topic in enumerate(self._held_topics):
+            buf = buffers.get(topic)
+            if buf is not None:
+                sources.set(i, len(buf), *buf.pointers())
+        metrics = self._metrics
+        sources.set(len(self._held_topics), len(metrics), *metrics.pointers())
+        return self._engine.evaluate_held(ticks, sources)
 
     def _ticks_batch(self, ticks: np.ndarray) -> list[TriggerFired]:
         """Trigger ticks as one chunk (numpy): the same values as ``_ticks_scalar``."""

@@ -12,7 +12,10 @@ Rules of this file:
    (``suppressed_rate``). Suppressed edges do not restart the cooldown. ``_Gate`` is the only
    place these rules live; both evaluation paths go through it.
 4. ``TriggerEngine.evaluate`` (one tick) and ``evaluate_batch`` (a chunk, numpy) return the
-   same events for the same ticks, whatever the chunk boundaries, and may be mixed.
+   same events for the same ticks, whatever the chunk boundaries, and may be mixed. Where the
+   native build has it, an engine runs every tick on the C evaluator (``native``; its state
+   and each condition's previous value live in C), which also reads the values from frames in
+   place (``evaluate_held``: ShadowCore's path); ``_Gate`` still decides what fires.
 5. Built-in rules are data in the same language (``BUILTINS``); docs/triggers.md explains each
    threshold. Keep the two in sync.
 """
@@ -28,7 +31,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from ..errors import ConfigError
-from .expr import BOOL, FUNCTIONS, KEYWORDS, Chunk, Expression, compile_expression
+from .expr import BOOL, FUNCTIONS, KEYWORDS, PROGRAM_OPS, Chunk, Expression, compile_expression, program
 from .signals import SIGNALS
 from .types import TriggerFired
 
@@ -326,7 +329,7 @@ class TriggerEngine:
     a config swap. Not thread-safe: one engine per consumer thread.
     """
 
-    def __init__(self, trigger_set: TriggerSet):
+    def __init__(self, trigger_set: TriggerSet, *, native: bool | None = None):
         self.trigger_set = trigger_set
         self._defs = trigger_set.enabled
         self._evals = [trigger_set.expressions[d.name].evaluator() for d in self._defs]
@@ -339,6 +342,10 @@ class TriggerEngine:
         self._last_t: int | None = None
         self.ticks = 0
         self.dropped_out_of_order = 0
+        # the C evaluator (native/src/trig.c) when built: then every tick goes through it
+        self.native = _NativeProgram.build(trigger_set, self._defs) if native is not False else None
+        if native and self.native is None:
+            raise RuntimeError("the C trigger evaluator is not built; run scripts/setup")
 
     # one tick ---------------------------------------------------------------
     def evaluate(self, t_ns: int, values: Mapping[str, float]) -> list[TriggerFired]:
@@ -355,6 +362,8 @@ class TriggerEngine:
             return []
         self._last_t = t
         self.ticks += 1
+        if self.native is not None:
+            return self._edges(self.native.run_values([t], [[_value(values.get(n)) for n in self.native.names]]), [t])
         out: list[TriggerFired] = []
         for k, scalar, gate in self._scalar_gates:
             on = scalar(t, values) == 1.0
@@ -413,6 +422,8 @@ class TriggerEngine:
         self._last_t = int(t[-1])
         self.ticks += len(t)
         chunk = Chunk(t, columns)
+        if self.native is not None:
+            return self._edges(self.native.run_values(t, self.native.matrix(chunk)), t)
         gates = self._gates
         # on[i, k]: trigger k's condition is true at tick i; one row per tick so that the
         # rising edges come out of nonzero in time order, then definition order.
@@ -436,6 +447,46 @@ class TriggerEngine:
             out.append(self._fired(k, int(t[i]), causes))
         return out
 
+    # from frames (the C evaluator) ---------------------------------------------
+    def evaluate_held(self, t_ns: list[int] | np.ndarray, sources: "HoldSources") -> list[TriggerFired]:
+        """Evaluate ticks whose values are the zero-order holds of ``sources`` (frames in
+        place: no value per tick passes through Python); the same events as ``evaluate`` with
+        those values. Needs the C evaluator (``native``)."""
+        n = len(t_ns)
+        if n == 0:
+            return []
+        first, newest = int(t_ns[0]), int(t_ns[-1])
+        if self._last_t is not None and first < self._last_t:  # never from ShadowCore: ticks ascend
+            t = np.asarray(t_ns, np.int64)
+            t = t[t >= np.maximum.accumulate(np.concatenate(([self._last_t], t[:-1])))]
+            self.dropped_out_of_order += n - len(t)
+            return self.evaluate_held(t, sources) if len(t) else []
+        self._last_t = newest
+        self.ticks += n
+        return self._edges(self.native.run_held(t_ns, sources), t_ns)
+
+    def hold_sources(self, specs: list[tuple[np.dtype, list[tuple[str, str]]]]) -> "HoldSources | None":
+        """Sources for ``evaluate_held``: per source, the frames' dtype and (field, value
+        name) pairs. None when the C evaluator is not built or a field type is one it does not read."""
+        return HoldSources.build(self.native, specs) if self.native is not None else None
+
+    def _edges(self, edges: list[tuple[int, int, list[float]]], t_ns) -> list[TriggerFired]:
+        """Events of the C evaluator's rising edges (tick index, trigger, the tick's values):
+        through each trigger's gate, in time order then definition order."""
+        out = []
+        names = self.native.names if edges else ()
+        for i, k, row in edges:
+            t = int(t_ns[i])
+            if self._gates[k].admit(t):
+                values = dict(zip(names, row))
+                causes = {}
+                for name in self._names[k]:
+                    x = values[name]
+                    if x - x == 0.0:  # finite
+                        causes[name] = x
+                out.append(self._fired(k, t, causes))
+        return out
+
     # counters ---------------------------------------------------------------
     def stats(self) -> dict:
         """Counters since the engine was built:
@@ -448,3 +499,181 @@ class TriggerEngine:
                                   "suppressed_rate": g.suppressed_rate}
                          for d, g in zip(self._defs, self._gates)},
         }
+
+
+# --------------------------------------------------------------------------- the C evaluator
+
+def _value(x: Any) -> float:
+    """A tick value as ``evaluate`` reads it: a float, NaN when float() refuses it."""
+    if x.__class__ is float:
+        return x
+    try:
+        return float(x)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
+_NATIVE_TRIG_ABI = 1
+_EDGES_PER_CALL = 64  # edge slots per trigger handed to one C call (a call stops early when full)
+
+
+class _NativeProgram:
+    """A TriggerSet's enabled expressions as one program of the C evaluator
+    (native/src/trig.c): its state (windows, edges of each condition) lives in C."""
+
+    def __init__(self, ffi: Any, lib: Any, names: tuple[str, ...], ops: list[tuple], roots: list[int]):
+        self.ffi, self.lib, self.names = ffi, lib, names
+        c_ops = ffi.new("struct shadowd_trig_op[]", max(1, len(ops)))
+        for i, (code, a, b, name, param_ns, value) in enumerate(ops):
+            o = c_ops[i]
+            o.op, o.a, o.b, o.name, o.param_ns, o.value = code, a, b, name, param_ns, value
+        handle = lib.shadowd_trig_new(c_ops, len(ops), ffi.new("int32_t[]", roots), len(roots), len(names))
+        if handle == ffi.NULL:
+            raise MemoryError("shadowd_trig_new refused the trigger program")  # compiled here: a bug
+        self._handle = ffi.gc(handle, lib.shadowd_trig_free)
+        self._n_roots = len(roots)
+        self._max_edges = max(1, len(roots)) * _EDGES_PER_CALL
+        self._edges = ffi.new("struct shadowd_trig_edge[]", self._max_edges)
+        self._edge_values = ffi.new("double[]", max(1, self._max_edges * len(names)))
+        self._done = ffi.new("size_t *")
+        self._ticks = ffi.new("int64_t[]", 8)  # a service wake-up's ticks, without an allocation
+
+    @classmethod
+    def build(cls, trigger_set: "TriggerSet", defs) -> "_NativeProgram | None":
+        return cls.of([trigger_set.expressions[d.name] for d in defs])
+
+    @classmethod
+    def of(cls, exprs: list[Expression]) -> "_NativeProgram | None":
+        """One program of ``exprs`` (each a root), or None when the C evaluator is not built."""
+        from ..native import kernel  # lazily: core stays importable and pure without a build
+
+        native = kernel("shadowd_trig_abi_version", _NATIVE_TRIG_ABI, "trigger evaluator")
+        if native is None:
+            return None
+        ffi, lib = native
+        if tuple(getattr(lib, f"SHADOWD_TRIG_{n}") for n in ("CONST", "HELD", "PERIODIC")) != (
+                PROGRAM_OPS.index("const"), PROGRAM_OPS.index("held"), PROGRAM_OPS.index("periodic")):
+            raise RuntimeError("native/include/shadowd/trig.h and shadowd.core.expr.PROGRAM_OPS disagree")
+        names = tuple(sorted({n for e in exprs for n in e.names}))
+        index = {n: i for i, n in enumerate(names)}
+        ops: list[tuple] = []
+        roots = [program(e.root, index, ops) for e in exprs]
+        return cls(ffi, lib, names, ops, roots)
+
+    def matrix(self, chunk: Chunk) -> np.ndarray:
+        """A chunk's values as ``run_values`` takes them: one row per tick, one column per name
+        (``Chunk.column``'s float64: NaN where unknown or missing)."""
+        values = np.empty((chunk.n, len(self.names)))
+        for j, name in enumerate(self.names):
+            values[:, j] = chunk.column(name)
+        return values
+
+    def run_values(self, t_ns, values, roots: np.ndarray | None = None) -> list[tuple[int, int, list[float]]]:
+        """Ticks with their values given (rows of ``len(names)`` floats): the rising edges.
+        ``roots``: gets every root's value per tick (float64, (ticks, roots))."""
+        ffi = self.ffi
+        t = np.ascontiguousarray(t_ns, np.int64)
+        v = np.ascontiguousarray(values, np.float64)
+        out = ffi.NULL if roots is None else ffi.from_buffer("double[]", roots)
+        return self._run(len(t), ffi.from_buffer("int64_t[]", t), ffi.from_buffer("double[]", v), len(self.names),
+                         ffi.NULL, 0, out)
+
+    def run_held(self, t_ns, sources: "HoldSources") -> list[tuple[int, int, list[float]]]:
+        """Ticks whose values are ``sources``' zero-order holds: the rising edges."""
+        n = len(t_ns)
+        if n <= 8 and isinstance(t_ns, list):
+            ticks = self._ticks
+            for i, t in enumerate(t_ns):
+                ticks[i] = t
+        else:
+            ticks = self.ffi.from_buffer("int64_t[]", np.ascontiguousarray(t_ns, np.int64))
+        return self._run(n, ticks, self.ffi.NULL, 0, sources.structs, sources.count, self.ffi.NULL)
+
+    def _run(self, n, ticks, values, stride, sources, n_sources, roots) -> list[tuple[int, int, list[float]]]:
+        lib, ffi, done = self.lib, self.ffi, self._done
+        out = []
+        start = 0
+        nv = len(self.names)
+        while True:
+            rc = lib.shadowd_trig_run(self._handle, n - start, ticks + start,
+                                      values if values == ffi.NULL else values + start * stride,
+                                      n_sources, sources, self._edges, self._edge_values, self._max_edges,
+                                      roots if roots == ffi.NULL else roots + start * self._n_roots, done)
+            if rc < 0:
+                if rc == -12:  # ENOMEM
+                    raise MemoryError("the trigger evaluator could not grow a window")
+                raise RuntimeError(f"shadowd_trig_run failed ({rc})")  # arguments checked here: a bug
+            for e in range(rc):
+                edge = self._edges[e]
+                out.append((start + edge.tick, edge.root,
+                            ffi.unpack(self._edge_values + e * nv, nv) if nv else []))
+            start += done[0]
+            if start >= n:
+                return out
+
+
+class NativeEvaluator:
+    """One expression on the C evaluator, with ``Evaluator``'s interface (``scalar`` one tick,
+    ``batch`` a chunk, in any mix): the reference tests and benches compare it with."""
+
+    def __init__(self, expression: Expression):
+        self.expression = expression
+        native = _NativeProgram.of([expression])
+        if native is None:
+            raise RuntimeError("the C trigger evaluator is not built; run scripts/setup")
+        self._native = native
+
+    def scalar(self, t_ns: int, values: Mapping[str, float]) -> float:
+        out = np.empty((1, 1))
+        self._native.run_values([t_ns], [[_value(values.get(n)) for n in self._native.names]], out)
+        return float(out[0, 0])
+
+    def batch(self, t_ns: np.ndarray, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        chunk = Chunk(np.asarray(t_ns, np.int64), columns)
+        out = np.empty((chunk.n, 1))
+        self._native.run_values(chunk.t, self._native.matrix(chunk), out)
+        return out[:, 0]
+
+
+class HoldSources:
+    """Where the C evaluator reads a tick's values: frames of a few buffers (a topic's, the
+    trigger metrics'), each field going to one of the program's values. ``set(i, n, t_ptr,
+    frames_ptr)`` points source ``i`` at its buffer's current frames before each call."""
+
+    def __init__(self, ffi: Any, specs: list[tuple[int, list[int], list[int], list[int]]]):
+        self.count = len(specs)
+        self.structs = self._c = ffi.new("struct shadowd_trig_source[]", max(1, len(specs)))
+        self._keep = []  # the field arrays the structs point to
+        for i, (stride, offsets, types, value_index) in enumerate(specs):
+            s = self._c[i]
+            arrays = (ffi.new("size_t[]", offsets), ffi.new("int[]", types), ffi.new("size_t[]", value_index))
+            self._keep.append(arrays)
+            s.n, s.t_ns, s.frames, s.frame_stride = 0, ffi.NULL, ffi.NULL, stride
+            s.n_fields, s.field_offset, s.field_type, s.value_index = len(offsets), *arrays
+
+    @classmethod
+    def build(cls, native: _NativeProgram, specs) -> "HoldSources | None":
+        from ..native import FIELD_TYPES
+
+        index = {n: i for i, n in enumerate(native.names)}
+        out = []
+        for dtype, fields in specs:
+            offsets, types, value_index = [], [], []
+            for field, name in fields:
+                if name not in index:
+                    continue  # a value no trigger reads
+                ftype, offset = dtype.fields[field][0], dtype.fields[field][1]
+                code = FIELD_TYPES.get(ftype.str)
+                if code is None or ftype.shape:
+                    return None
+                offsets.append(offset)
+                types.append(code)
+                value_index.append(index[name])
+            out.append((dtype.itemsize, offsets, types, value_index))
+        return cls(native.ffi, out)
+
+    def set(self, i: int, n: int, t_ptr: Any, frames_ptr: Any) -> None:
+        s = self._c[i]
+        s.n = n
+        if n:
+            s.t_ns, s.frames = t_ptr, frames_ptr

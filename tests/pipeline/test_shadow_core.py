@@ -12,6 +12,7 @@ from shadowd.core.pipeline import InferenceRequest, ShadowCore
 from shadowd.core.signals import VEHICLE
 from shadowd.core.triggers import compile_triggers
 from shadowd.core.types import DivergenceBatch, PredictionBatch, TriggerFired
+from shadowd.native import kernel
 
 from ._onnx_models import contract as make_contract
 from shadowd.core.model_contract import TensorSpec, parse_contract
@@ -84,8 +85,13 @@ def _key(events):
     return sorted(out, key=repr)
 
 
-def _core(triggers=TRIGGERS):
-    return ShadowCore(_contract(), compile_triggers(triggers, metric_names=METRIC_NAMES), tick_hz=50.0)
+def _core(triggers=TRIGGERS, native_triggers=None):
+    return ShadowCore(_contract(), compile_triggers(triggers, metric_names=METRIC_NAMES), tick_hz=50.0,
+                      native_triggers=native_triggers)
+
+
+NATIVE_TRIGGERS = [False] + ([True] if kernel("shadowd_trig_abi_version", 1, "trigger evaluator") else [])
+"""The trigger paths to test: Python's always, the C evaluator's where it is built."""
 
 
 METRIC_SEEN = {"name": "metric_seen", "expr": "divergence != last(divergence, 0.02s)", "cooldown_s": 0.0,
@@ -100,11 +106,12 @@ def vehicle20(rav4_topics):
     return v[:2000]  # 20 s at 100 Hz, human part and the handover
 
 
+@pytest.mark.parametrize("native", NATIVE_TRIGGERS)
 @settings(max_examples=20, deadline=None)
-@given(st.lists(st.integers(1, 1999), max_size=25))
-def test_events_do_not_depend_on_chunking(vehicle20, cuts):
-    whole = _key(_drive(_core(), vehicle20, []))
-    chunked = _key(_drive(_core(), vehicle20, cuts))
+@given(cuts=st.lists(st.integers(1, 1999), max_size=25))
+def test_events_do_not_depend_on_chunking(vehicle20, native, cuts):
+    whole = _key(_drive(_core(native_triggers=native), vehicle20, []))
+    chunked = _key(_drive(_core(native_triggers=native), vehicle20, cuts))
     assert chunked == whole
     assert any(k[0] == "div" for k in whole) and any(k[0] == "trig" for k in whole)
 
@@ -116,6 +123,19 @@ def test_settling_after_the_trigger_pass_gives_the_same_events(vehicle20):
     split = _key(_drive(_core(), vehicle20, list(range(20, 2000, 20)), split=True))
     assert split == whole
     assert any(k[0] == "div" for k in whole) and any(k[0] == "trig" for k in whole)
+
+
+@pytest.mark.skipif(len(NATIVE_TRIGGERS) < 2, reason="the native build has no trigger evaluator")
+def test_the_c_trigger_evaluator_sees_and_fires_what_the_python_one_does(vehicle20):
+    """Read from the buffers in place, the C evaluator's ticks see the same signal holds and
+    metric values (``METRIC_SEEN``) and fire the same events, a wake-up's few ticks at a time
+    and a replay step's hundreds."""
+    triggers = [*TRIGGERS, METRIC_SEEN]
+    for cuts in (list(range(10, 2000, 10)), list(range(500, 2000, 500))):
+        python = _key(_drive(_core(triggers, native_triggers=False), vehicle20, cuts))
+        c = _key(_drive(_core(triggers, native_triggers=True), vehicle20, cuts))
+        assert c == python
+        assert sum(k[0] == "trig" and k[2] == "metric_seen" for k in python) > 10
 
 
 def _drive_async(core, vehicle, seed: int, max_delay_steps: int):

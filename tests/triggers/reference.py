@@ -41,11 +41,29 @@ def reference(node: Node, t: np.ndarray, cols: dict[str, np.ndarray]) -> np.ndar
         return out
     args = [reference(a, t, cols) for a in node.args]
     w = node.value
+    if op == "mean_over":
+        return _mean_over(args[0], t, w)
     out = np.full(n, NAN)
     for i in range(n):
         a = args[0][i] if args else NAN
         b = args[1][i] if len(args) > 1 else NAN
         out[i] = _point(op, a, b, args, t, i, w)
+    return out
+
+
+def _mean_over(x: np.ndarray, t: np.ndarray, w: int) -> np.ndarray:
+    """mean_over as docs/triggers.md defines it: the known samples (|x| <= 1e12) in [t - w, t],
+    their sum taken as the difference of one running sum since the first tick (so a mean
+    rounds as that difference does), NaN when there are none."""
+    run = [0.0]  # run[j]: the running sum of the known samples before tick j
+    for v in x:
+        run.append(run[-1] + v if abs(v) <= 1e12 else run[-1])
+    out = np.full(len(x), NAN)
+    for i in range(len(x)):
+        lo = next(j for j in range(i + 1) if t[j] >= t[i] - w)
+        count = sum(1 for j in range(lo, i + 1) if abs(x[j]) <= 1e12)
+        if count:
+            out[i] = (run[i + 1] - run[lo]) / count
     return out
 
 
@@ -72,13 +90,11 @@ def _point(op, a, b, args, t, i, w):  # noqa: C901 - one branch per operator is 
     if op == "or":
         return 1.0 if (a == 1 or b == 1) else (NAN if unknown else 0.0)
     x = args[0]
-    if op in ("max_over", "min_over", "mean_over"):
+    if op in ("max_over", "min_over"):
         win = [x[j] for j in range(i + 1) if t[j] >= t[i] - w and not math.isnan(x[j])]
-        if op == "mean_over":
-            win = [v for v in win if abs(v) <= 1e12]
         if not win:
             return NAN
-        return {"max_over": max, "min_over": min}[op](win) if op != "mean_over" else sum(win) / len(win)
+        return {"max_over": max, "min_over": min}[op](win)
     if op in ("last", "delta"):
         js = [j for j in range(i + 1) if t[j] <= t[i] - w]
         past = x[js[-1]] if js else NAN

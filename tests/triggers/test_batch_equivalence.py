@@ -1,29 +1,37 @@
 """The numpy chunk path gives bit-identical results to the one-tick path, whatever the chunk
-boundaries, and the two can be mixed on one evaluator or engine."""
+boundaries, and the two can be mixed on one evaluator or engine; the C evaluator, where built,
+gives the Python evaluators' values and events through both (tests/triggers/
+test_native_equivalence.py: reading frames in place)."""
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from shadowd.core.expr import compile_expression
-from shadowd.core.triggers import DEFAULT_METRICS, TriggerEngine, builtin_triggers, compile_triggers
+from shadowd.core.triggers import DEFAULT_METRICS, NativeEvaluator, TriggerEngine, builtin_triggers, compile_triggers
+from shadowd.native import kernel
 
 from .reference import bool_expr, num_expr, row, splits, ticks
 
 CUTS = st.lists(st.integers(1, 25), max_size=12)
+
+NATIVE = [False] + ([True] if kernel("shadowd_trig_abi_version", 1, "trigger evaluator") else [])
+"""Whether the engine under test runs on the C evaluator: Python's always, C's where built."""
 
 
 def _cut(cols, lo, hi):
     return {k: v[lo:hi] for k, v in cols.items()}
 
 
-@given(st.one_of(bool_expr(), num_expr()), ticks(), CUTS, st.lists(st.booleans(), max_size=12))
-def test_expression_values_do_not_depend_on_chunking_or_path(src, tk, cuts, use_scalar):
+@pytest.mark.parametrize("native", NATIVE)
+@given(src=st.one_of(bool_expr(), num_expr()), tk=ticks(), cuts=CUTS, use_scalar=st.lists(st.booleans(), max_size=12))
+def test_expression_values_do_not_depend_on_chunking_or_path(native, src, tk, cuts, use_scalar):
     t, cols = tk
     expr = compile_expression(src, metric_names=DEFAULT_METRICS)
     one_by_one = expr.evaluator()
     want = np.array([one_by_one.scalar(int(t[i]), row(cols, i)) for i in range(len(t))])
-    mixed = expr.evaluator()
+    mixed = NativeEvaluator(expr) if native else expr.evaluator()
     got = []
     for k, (lo, hi) in enumerate(splits(cuts, len(t))):
         if k < len(use_scalar) and use_scalar[k]:
@@ -41,13 +49,14 @@ def trigger_defs(draw):
              "max_per_hour": draw(st.integers(1, 5))} for i in range(n)]
 
 
-@given(trigger_defs(), ticks(max_size=80), CUTS, st.lists(st.booleans(), max_size=12))
-def test_engine_events_do_not_depend_on_chunking_or_path(defs, tk, cuts, use_scalar):
+@pytest.mark.parametrize("native", NATIVE)
+@given(defs=trigger_defs(), tk=ticks(max_size=80), cuts=CUTS, use_scalar=st.lists(st.booleans(), max_size=12))
+def test_engine_events_do_not_depend_on_chunking_or_path(native, defs, tk, cuts, use_scalar):
     t, cols = tk
     ts = compile_triggers(defs)
-    ref = TriggerEngine(ts)
+    ref = TriggerEngine(ts, native=False)
     want = [ev for i in range(len(t)) for ev in ref.evaluate(int(t[i]), row(cols, i))]
-    eng = TriggerEngine(ts)
+    eng = TriggerEngine(ts, native=native)
     got = []
     for k, (lo, hi) in enumerate(splits(cuts, len(t))):
         if k < len(use_scalar) and use_scalar[k]:

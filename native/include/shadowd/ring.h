@@ -178,6 +178,37 @@ int shadowd_ring_poll(struct shadowd_ring *r);
  * -EINVAL, -EPERM, or an errno from futex. */
 int shadowd_ring_wait(struct shadowd_ring *r, int64_t timeout_ns);
 
+/* A service wake-up's reads in one call: each reader's next frames straight into the memory
+ * of their consumer (ShadowCore's buffers), filtered as the consumer would on arrival.
+ * In: ring (a reader), frames/t_ns (room frames of `stride` >= payload_max bytes, room
+ * times), t_ns_offset (where a frame's own little-endian int64 time is: 0 for every shadowd
+ * topic), late_ns (frames stamped at or before it are late), floor_ns (frames not after it,
+ * or not after the previous frame kept, are out of order). Out: n frames kept, in order, at
+ * frames[0..n) with their times at t_ns[0..n); read (frames taken from the ring), late and
+ * out_of_order (dropped), full (the read filled room: more may wait), dropped (lost to
+ * lapping), last_ns (time of the last frame read that was not late, in read order;
+ * unchanged when none), error (0, or what shadowd_ring_read_batch returned; that ring's
+ * counts are then 0). With `append` set, the destination then moves past the frames kept
+ * (frames, t_ns and room advance, floor_ns becomes the last kept time), so the next call
+ * appends after them; a destination whose room is used up reads nothing and says full.
+ * Returns 0, or -EINVAL (a NULL array with room > 0, n_rings > 0 with d NULL). */
+#define SHADOWD_RING_DRAIN_ABI_VERSION 1
+struct shadowd_ring_drain {
+	struct shadowd_ring *ring;
+	void *frames;
+	int64_t *t_ns;
+	uint32_t stride, room;
+	int32_t t_ns_offset;
+	int32_t append;
+	int64_t late_ns, floor_ns;
+	uint32_t n, read, late, out_of_order, full;
+	uint64_t dropped;
+	int64_t last_ns;
+	int error;
+};
+int shadowd_ring_drain_abi_version(void);
+int shadowd_ring_drain(struct shadowd_ring_drain *d, size_t n_rings);
+
 /* Copy the still-valid frames with t0_ns <= t_ns <= t1_ns (oldest first, at most max_n)
  * without moving any cursor: binary search over the valid sequence window, then a forward
  * copy. A frame overwritten during the copy is skipped. *matched (may be NULL) receives how
