@@ -521,8 +521,9 @@ class RingDrain:
     reader's next frames go straight into the memory their consumer names (``into``: a
     ShadowCore buffer's, from ``Session.intake``) or into a scratch array of the drain's own
     (``discard``: only counted), filtered as the consumer filters on arrival (late and out of
-    order frames left out and counted). ``run`` then leaves each ring's results in
-    ``result(i)``: n, read, late, out_of_order, full, dropped, last_ns."""
+    order frames left out and counted). ``run`` returns each ring's results (``[i].n``, read,
+    late, out_of_order, full, dropped, last_ns, error). The drain holds its readers' C
+    handles: once one of them is closed, build a new drain before the next ``run``."""
 
     def __init__(self, readers: list[RingReader], room: int):
         self.readers = list(readers)
