@@ -531,20 +531,19 @@ class Service:
                         drain_core, drain_generation = core, core.intake_generation
                     results = drain.run(now_ns)
                     full = failed = False
-                    for i, topic in enumerate(drain_topics):
-                        r = results[i]
-                        if r.dropped:
-                            dropped_seen[topic] = dropped_seen.get(topic, 0) + r.dropped
-                        full = full or r.full != 0
-                        read = r.read
+                    at = 0
+                    for topic in drain_topics:
+                        read, n, late, out_of_order, filled, dropped, last_ns, error = results[at:at + 8]
+                        at += 8
+                        if dropped:
+                            dropped_seen[topic] = dropped_seen.get(topic, 0) + dropped
+                        full = full or filled != 0
                         if not read:
-                            failed = failed or r.error != 0
+                            failed = failed or error != 0
                             continue
-                        if r.late:
-                            self.counters["frames_late"] += r.late
-                        n, out_of_order = r.n, r.out_of_order
+                        if late:
+                            self.counters["frames_late"] += late
                         if n or out_of_order:
-                            last_ns = r.last_ns
                             session.commit(topic, n, out_of_order, last_ns)
                             topic_last[topic] = last_ns
                             if last_ns > newest_ns:

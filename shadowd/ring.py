@@ -510,10 +510,16 @@ class RingReader(_Handle):
         return self.stats.torn
 
 
+DRAIN_FIELDS = ("read", "n", "late", "out_of_order", "full", "dropped", "last_ns", "error")
+"""What ``RingDrain.run`` returns per ring, in order (shadowd_ring_drain's summary): frames read
+from the ring, kept (written where ``into`` said), late, out of order, whether the read filled
+its room, lost to lapping, the time of the last frame read that was not late, the read's error."""
+
+
 def drain_available() -> bool:
     """Whether this build has ``shadowd_ring_drain`` (``RingDrain``)."""
     check = getattr(lib, "shadowd_ring_drain_abi_version", None)
-    return check is not None and check() == 1
+    return check is not None and check() == 1 and lib.SHADOWD_RING_DRAIN_SUMMARY == len(DRAIN_FIELDS)
 
 
 class RingDrain:
@@ -521,9 +527,9 @@ class RingDrain:
     reader's next frames go straight into the memory their consumer names (``into``: a
     ShadowCore buffer's, from ``Session.intake``) or into a scratch array of the drain's own
     (``discard``: only counted), filtered as the consumer filters on arrival (late and out of
-    order frames left out and counted). ``run`` returns each ring's results (``[i].n``, read,
-    late, out_of_order, full, dropped, last_ns, error). The drain holds its readers' C
-    handles: once one of them is closed, build a new drain before the next ``run``."""
+    order frames left out and counted). ``run`` returns every ring's results in one flat list,
+    ``len(DRAIN_FIELDS)`` ints per ring in that order. The drain holds its readers' C handles:
+    once one of them is closed, build a new drain before the next ``run``."""
 
     def __init__(self, readers: list[RingReader], room: int):
         self.readers = list(readers)
@@ -539,6 +545,8 @@ class RingDrain:
             d.stride = r._itemsize
             d.t_ns_offset = _t_ns_offset(r.dtype)
         self._room = room
+        self._summary_n = len(self.readers) * len(DRAIN_FIELDS)
+        self._summary = ffi.new("int64_t[]", max(1, self._summary_n))
 
     def into(self, i: int, frames_ptr, t_ptr, room: int, floor_ns: int) -> None:
         """Ring ``i``'s frames go to ``frames_ptr`` / ``t_ptr`` (at most ``room``), frames not
@@ -564,15 +572,16 @@ class RingDrain:
             else:
                 self.into(i, *where)
 
-    def run(self, late_ns: int) -> Any:
-        """Read every ring once; frames stamped at or before ``late_ns`` are late. Returns the
-        C results (``[i].n`` etc.); a ring whose read failed has ``[i].error`` set and nothing
-        read: ``raise_errors`` once the others' frames are taken."""
+    def run(self, late_ns: int) -> list[int]:
+        """Read every ring once; frames stamped at or before ``late_ns`` are late. Returns
+        ``DRAIN_FIELDS`` per ring, flat (one list: a wake-up reads no C struct field by field);
+        a ring whose read failed has ``error`` set and nothing read: ``raise_errors`` once the
+        others' frames are taken."""
         d = self._d
         for i in range(len(self.readers)):
             d[i].late_ns = late_ns
-        _check(lib.shadowd_ring_drain(d, len(self.readers)), "drain")
-        return d
+        _check(lib.shadowd_ring_drain(d, len(self.readers), self._summary), "drain")
+        return ffi.unpack(self._summary, self._summary_n)
 
     def raise_errors(self) -> None:
         """Raise what the failed read of the last ``run`` raises (RingError), if one failed."""

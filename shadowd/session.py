@@ -28,7 +28,7 @@ import numpy as np
 
 from . import __version__
 from .clip import Provenance, TriggerDef, build_clip, encode_clip
-from .core.signals import RAW_TOPIC
+from .core.signals import RAW_TOPIC, TOPICS
 from .core.types import ClipSpec, DivergenceBatch, History, PredictionBatch, TriggerFired
 from .errors import ShadowdError
 
@@ -222,6 +222,7 @@ def _columns_to_records(cols: dict[str, np.ndarray]) -> np.ndarray:
 
 
 _NEVER = -(2**63)
+_FRAMES_KEY = {t: f"frames_{t}" for t in (*TOPICS, RAW_TOPIC)}  # counter names, not formatted per call
 _TRACE_TRIM_PERIOD_NS = 1_000_000_000  # clock time between trims of the prediction / divergence traces
 
 
@@ -307,7 +308,7 @@ class Session:
         if topic != RAW_TOPIC:  # raw CAN is history for clips only; the core reads decoded topics
             self.core.push_frames(topic, frames)
         self._last_fed_ns[topic] = int(frames["t_ns"][-1]) if newest_ns is None else newest_ns
-        self.counters[f"frames_{topic}"] += len(frames)
+        self.counters[_FRAMES_KEY.get(topic) or f"frames_{topic}"] += len(frames)
 
     @property
     def takes_frames_in_place(self) -> bool:
@@ -330,7 +331,8 @@ class Session:
         if topic != RAW_TOPIC:
             self.core.commit(topic, n, out_of_order)
         self._last_fed_ns[topic] = newest_ns
-        self.counters[f"frames_{topic}"] += seen
+        key = _FRAMES_KEY.get(topic) or f"frames_{topic}"
+        self.counters[key] += seen
 
     # -- clock -------------------------------------------------------------------------
 

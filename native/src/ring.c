@@ -867,7 +867,19 @@ int shadowd_ring_drain_abi_version(void)
 	return SHADOWD_RING_DRAIN_ABI_VERSION;
 }
 
-int shadowd_ring_drain(struct shadowd_ring_drain *d, size_t n_rings)
+static void drain_summary(const struct shadowd_ring_drain *r, int64_t *out)
+{
+	out[0] = r->read;
+	out[1] = r->n;
+	out[2] = r->late;
+	out[3] = r->out_of_order;
+	out[4] = r->full;
+	out[5] = (int64_t)r->dropped;
+	out[6] = r->last_ns;
+	out[7] = r->error;
+}
+
+int shadowd_ring_drain(struct shadowd_ring_drain *d, size_t n_rings, int64_t *summary)
 {
 	if (n_rings && d == NULL)
 		return -EINVAL;
@@ -883,8 +895,11 @@ int shadowd_ring_drain(struct shadowd_ring_drain *d, size_t n_rings)
 		r->full = r->room == 0;
 		r->dropped = dropped;
 		r->error = rc < 0 ? rc : 0;
-		if (rc <= 0)
+		if (rc <= 0) {
+			if (summary)
+				drain_summary(r, summary + i * SHADOWD_RING_DRAIN_SUMMARY);
 			continue;
+		}
 		uint32_t n = (uint32_t)rc, kept = 0;
 		unsigned char *frames = r->frames;
 		int64_t hi = r->floor_ns;
@@ -915,6 +930,8 @@ int shadowd_ring_drain(struct shadowd_ring_drain *d, size_t n_rings)
 			r->room -= kept;
 			r->floor_ns = hi;
 		}
+		if (summary)
+			drain_summary(r, summary + i * SHADOWD_RING_DRAIN_SUMMARY);
 	}
 	return 0;
 }

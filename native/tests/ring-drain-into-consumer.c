@@ -44,7 +44,15 @@ int main(void)
 					   .room = 16, .t_ns_offset = 0, .late_ns = 200, .floor_ns = 200, .last_ns = -1};
 	d[1] = (struct shadowd_ring_drain){.ring = rb, .frames = fb, .t_ns = tsb, .stride = sizeof(struct frame),
 					   .room = 3, .t_ns_offset = 0, .late_ns = 0, .floor_ns = INT64_MIN, .last_ns = -1};
-	CHECK_EQ(shadowd_ring_drain(d, 2), 0);
+	int64_t sum[2 * SHADOWD_RING_DRAIN_SUMMARY];
+	CHECK_EQ(shadowd_ring_drain(d, 2, sum), 0);
+	/* the summary: read, n, late, out_of_order, full, dropped, last_ns, error per ring */
+	const int64_t want_a[SHADOWD_RING_DRAIN_SUMMARY] = {7, 3, 2, 2, 0, 0, 310, 0};
+	const int64_t want_b[SHADOWD_RING_DRAIN_SUMMARY] = {3, 3, 0, 0, 1, 0, 1002, 0};
+	for (int k = 0; k < SHADOWD_RING_DRAIN_SUMMARY; k++) {
+		CHECK_EQ(sum[k], want_a[k]);
+		CHECK_EQ(sum[SHADOWD_RING_DRAIN_SUMMARY + k], want_b[k]);
+	}
 	CHECK_EQ(d[0].read, 7);
 	CHECK_EQ(d[0].late, 2);
 	CHECK_EQ(d[0].out_of_order, 2);
@@ -59,7 +67,7 @@ int main(void)
 	CHECK(tsb[0] == 1000 && tsb[2] == 1002 && fb[2].x == 12.0);
 
 	/* the next call: the rest of b; a empty (last_ns kept) */
-	CHECK_EQ(shadowd_ring_drain(d, 2), 0);
+	CHECK_EQ(shadowd_ring_drain(d, 2, NULL), 0);
 	CHECK_EQ(d[0].read, 0);
 	CHECK_EQ(d[0].n, 0);
 	CHECK_EQ(d[0].last_ns, 310);
@@ -69,7 +77,7 @@ int main(void)
 
 	/* every frame late: nothing kept, last_ns unchanged */
 	put(wa, 150, 0);
-	CHECK_EQ(shadowd_ring_drain(d, 1), 0);
+	CHECK_EQ(shadowd_ring_drain(d, 1, NULL), 0);
 	CHECK_EQ(d[0].read, 1);
 	CHECK_EQ(d[0].late, 1);
 	CHECK_EQ(d[0].n, 0);
@@ -78,7 +86,7 @@ int main(void)
 	/* lapping: 20 frames into a ring of 8 */
 	for (int i = 0; i < 20; i++)
 		put(wa, 400 + i, i);
-	CHECK_EQ(shadowd_ring_drain(d, 1), 0);
+	CHECK_EQ(shadowd_ring_drain(d, 1, NULL), 0);
 	CHECK(d[0].dropped >= 12);
 	CHECK_EQ(d[0].read + d[0].dropped, 20);
 	CHECK_EQ(tsa[d[0].n - 1], 419);
@@ -90,7 +98,7 @@ int main(void)
 				       .room = 4, .append = 1, .late_ns = 0, .floor_ns = 0};
 	put(wa, 500, 1);
 	put(wa, 510, 2);
-	CHECK_EQ(shadowd_ring_drain(&c, 1), 0);
+	CHECK_EQ(shadowd_ring_drain(&c, 1, NULL), 0);
 	CHECK_EQ(c.n, 2);
 	CHECK_EQ(c.room, 2);
 	CHECK_EQ(c.floor_ns, 510);
@@ -98,30 +106,30 @@ int main(void)
 	put(wa, 505, 3); /* not after the floor */
 	put(wa, 520, 4);
 	put(wa, 530, 5);
-	CHECK_EQ(shadowd_ring_drain(&c, 1), 0);
+	CHECK_EQ(shadowd_ring_drain(&c, 1, NULL), 0);
 	CHECK_EQ(c.read, 2); /* room for two */
 	CHECK_EQ(c.out_of_order, 1);
 	CHECK_EQ(c.n, 1);
 	CHECK(tsc[2] == 520 && fc[2].x == 4.0 && tsc[0] == 500 && tsc[1] == 510);
 	CHECK_EQ(c.room, 1);
-	CHECK_EQ(shadowd_ring_drain(&c, 1), 0);
+	CHECK_EQ(shadowd_ring_drain(&c, 1, NULL), 0);
 	CHECK(c.n == 1 && tsc[3] == 530 && c.room == 0);
 	put(wa, 540, 6);
-	CHECK_EQ(shadowd_ring_drain(&c, 1), 0); /* no room left: nothing read, full */
+	CHECK_EQ(shadowd_ring_drain(&c, 1, NULL), 0); /* no room left: nothing read, full */
 	CHECK(c.read == 0 && c.full == 1);
 
 	/* argument errors */
-	CHECK_EQ(shadowd_ring_drain(NULL, 1), -EINVAL);
-	CHECK_EQ(shadowd_ring_drain(NULL, 0), 0);
+	CHECK_EQ(shadowd_ring_drain(NULL, 1, NULL), -EINVAL);
+	CHECK_EQ(shadowd_ring_drain(NULL, 0, NULL), 0);
 	struct shadowd_ring_drain bad = d[0];
 	bad.frames = NULL;
-	CHECK_EQ(shadowd_ring_drain(&bad, 1), -EINVAL);
+	CHECK_EQ(shadowd_ring_drain(&bad, 1, NULL), -EINVAL);
 	bad = d[0];
 	bad.t_ns_offset = 12; /* past the 16-byte stride for an int64 */
-	CHECK_EQ(shadowd_ring_drain(&bad, 1), -EINVAL);
+	CHECK_EQ(shadowd_ring_drain(&bad, 1, NULL), -EINVAL);
 	bad = d[0];
 	bad.stride = 8; /* < payload_max: the read fails, the ring's error says so */
-	CHECK_EQ(shadowd_ring_drain(&bad, 1), 0);
+	CHECK_EQ(shadowd_ring_drain(&bad, 1, NULL), 0);
 	CHECK_EQ(bad.error, -EINVAL);
 	CHECK_EQ(bad.n, 0);
 

@@ -209,13 +209,13 @@ def _run_mode(mode: str, seconds: float, tmp: str, split: bool = False) -> dict:
                 results = drain.run(-(2**63))  # nothing is late: the loop advances to the newest frame
                 full = False
                 for i, t in enumerate(topics):
-                    r = results[i]
-                    full = full or r.full != 0
-                    if r.read:
-                        frames_read += r.read
-                        core.commit(t, r.n, r.out_of_order)
-                        if t == "vehicle" and r.n:
-                            newest = last_vehicle = r.last_ns
+                    read, n, _, out_of_order, filled, _, last_ns, _ = results[8 * i:8 * i + 8]
+                    full = full or filled != 0
+                    if read:
+                        frames_read += read
+                        core.commit(t, n, out_of_order)
+                        if t == "vehicle" and n:
+                            newest = last_vehicle = last_ns
                 if not full:
                     break
             for t, rd in readers.items() if drain is None else ():

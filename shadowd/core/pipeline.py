@@ -752,15 +752,18 @@ class ShadowCore:
 
     def _ticks_held(self, ticks: list[int] | np.ndarray) -> list[TriggerFired]:
         """Trigger ticks on the C evaluator, which reads each signal's and trigger metric's
-        zero-order hold from the buffers in place: the same values as ``_ticks_scalar``."""
+        zero-order hold from the buffers in place: the same values as ``_ticks_scalar``.
+        It is handed each buffer's arrays from their start, trimmed frames included (only the
+        count changes from call to call): a trim keeps the last frame before the next tick, so
+        no hold of a tick still to come lies among the trimmed ones."""
         sources = self._held_sources
         buffers = self._buffers
         for i, topic in enumerate(self._held_topics):
             buf = buffers.get(topic)
             if buf is not None:
-                sources.set(i, len(buf), *buf.pointers())
+                sources.set(i, buf._end, buf._t_ptr, buf._a_ptr)
         metrics = self._metrics
-        sources.set(len(self._held_topics), len(metrics), *metrics.pointers())
+        sources.set(len(self._held_topics), metrics._end, metrics._t_ptr, metrics._a_ptr)
         return self._engine.evaluate_held(ticks, sources)
 
     def _ticks_batch(self, ticks: np.ndarray) -> list[TriggerFired]:

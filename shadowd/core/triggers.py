@@ -643,6 +643,8 @@ class HoldSources:
     def __init__(self, ffi: Any, specs: list[tuple[int, list[int], list[int], list[int]]]):
         self.count = len(specs)
         self.structs = self._c = ffi.new("struct shadowd_trig_source[]", max(1, len(specs)))
+        self._pointed: list[Any] = [None] * len(specs)  # the times and frames each source points to
+        self._frames: list[Any] = [None] * len(specs)
         self._keep = []  # the field arrays the structs point to
         for i, (stride, offsets, types, value_index) in enumerate(specs):
             s = self._c[i]
@@ -675,5 +677,7 @@ class HoldSources:
     def set(self, i: int, n: int, t_ptr: Any, frames_ptr: Any) -> None:
         s = self._c[i]
         s.n = n
-        if n:
+        if t_ptr is not self._pointed[i]:  # the arrays moved: point again (and keep them alive)
             s.t_ns, s.frames = t_ptr, frames_ptr
+            self._pointed[i] = t_ptr
+            self._frames[i] = frames_ptr

@@ -204,6 +204,10 @@ class ModelRunner:
         """
         if self._worker is None:
             self._start()
+        if not requests and not self._done:
+            # most wake-ups: nothing to hand over, nothing finished; no lock (an answer the
+            # worker appends just now is taken at the next call)
+            return []
         out: list[tuple[Any, PredictionBatch | None]] = []
         with self._cv:
             for r in requests:

@@ -12,7 +12,7 @@ from shadowd.core.divergence import METRIC_NAMES
 from shadowd.core.pipeline import ShadowCore
 from shadowd.core.signals import frame_dtype
 from shadowd.core.triggers import compile_triggers
-from shadowd.ring import RingDrain, RingReader, RingWriter, drain_available
+from shadowd.ring import DRAIN_FIELDS, RingDrain, RingReader, RingWriter, drain_available
 
 from .test_shadow_core import NATIVE_TRIGGERS, TRIGGERS
 
@@ -86,10 +86,10 @@ def test_frames_drained_in_place_equal_frames_fed(tmp_path_factory, wakeups, roo
                     drain.into(0, *placed.intake("vehicle", room))
                     generation = placed.intake_generation
                     intakes += 1
-                r = drain.run(now_ns)[0]
-                full = bool(r.full)
-                late_placed += r.late
-                placed.commit("vehicle", r.n, r.out_of_order)
+                r = dict(zip(DRAIN_FIELDS, drain.run(now_ns)))
+                full = bool(r["full"])
+                late_placed += r["late"]
+                placed.commit("vehicle", r["n"], r["out_of_order"])
                 if not full:
                     break
             if len(frames):
@@ -118,9 +118,9 @@ def test_a_topic_the_core_does_not_keep_is_only_counted(tmp_path):
     writer.write(frames)
     assert core.intake("perception", 16) is None
     drain.discard(0)
-    r = drain.run(0)[0]
-    core.commit("perception", r.n, r.out_of_order)
-    assert (r.read, r.n, r.last_ns) == (5, 5, 50 * MS)
+    r = dict(zip(DRAIN_FIELDS, drain.run(0)))
+    core.commit("perception", r["n"], r["out_of_order"])
+    assert (r["read"], r["n"], r["last_ns"]) == (5, 5, 50 * MS)
     assert core.stats()["frames_not_needed"] == 5 and "perception" not in core.stats()["buffered_frames"]
     reader.close()
     writer.close()

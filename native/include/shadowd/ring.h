@@ -191,8 +191,11 @@ int shadowd_ring_wait(struct shadowd_ring *r, int64_t timeout_ns);
  * counts are then 0). With `append` set, the destination then moves past the frames kept
  * (frames, t_ns and room advance, floor_ns becomes the last kept time), so the next call
  * appends after them; a destination whose room is used up reads nothing and says full.
- * Returns 0, or -EINVAL (a NULL array with room > 0, n_rings > 0 with d NULL). */
+ * summary (may be NULL) gets the same results as SHADOWD_RING_DRAIN_SUMMARY int64s per ring:
+ * read, n, late, out_of_order, full, dropped, last_ns, error (one array for a caller to take
+ * in one piece). Returns 0, or -EINVAL (a NULL array with room > 0, n_rings > 0 with d NULL). */
 #define SHADOWD_RING_DRAIN_ABI_VERSION 1
+#define SHADOWD_RING_DRAIN_SUMMARY 8
 struct shadowd_ring_drain {
 	struct shadowd_ring *ring;
 	void *frames;
@@ -207,7 +210,7 @@ struct shadowd_ring_drain {
 	int error;
 };
 int shadowd_ring_drain_abi_version(void);
-int shadowd_ring_drain(struct shadowd_ring_drain *d, size_t n_rings);
+int shadowd_ring_drain(struct shadowd_ring_drain *d, size_t n_rings, int64_t *summary);
 
 /* Copy the still-valid frames with t0_ns <= t_ns <= t1_ns (oldest first, at most max_n)
  * without moving any cursor: binary search over the valid sequence window, then a forward
