@@ -65,8 +65,6 @@ as rarely as their work allows: on a VM each wake-up of a sleeping thread costs 
 _IDLE_WAIT_S = 1.0
 """How long the spool and config stages block waiting for work before they look at their stop
 flag (and the config stage ticks probation). A clean shutdown wakes the spool stage at once."""
-_WAKE_EARLY_NS = 200_000
-"""How long before the awaited vehicle frame is due the pipeline stops sleeping and blocks on the ring."""
 _TRIM_EVERY_S = 30.0
 """How often freed heap is handed back to the OS (glibc ``malloc_trim``), see ``_malloc_trimmer``."""
 _MMAP_THRESHOLD_BYTES = 1 << 20
@@ -435,12 +433,12 @@ class Service:
 
         Wake strategy (the service's CPU floor): nothing can be evaluated before a vehicle
         frame stamped at or after ``core.next_due_ns() + lateness`` exists, and vehicle frames
-        come every ``period`` after the last one. So the loop sleeps until the first such
-        frame is expected (a few 100 µs early), then blocks on the vehicle ring, then drains
-        every ring in batches. The expected arrival is frame time plus the offset at which the
-        last vehicle frame arrived (producers stamp and write with some skew). No sleep is
-        longer than ``_WAIT_S``, so swaps, flushes and the drain are served within that bound
-        (and playback far faster than real time is drained in bigger batches).
+        come every ``period`` after the last one. So the loop blocks on the vehicle ring until
+        the k-th frame after the last one read is published (``RingReader.wait_for``: woken by
+        the producer's publishes inside one C call, not by a timer, which on a VM can fire
+        milliseconds late), then drains every ring. No wait is longer than ``_WAIT_S``, so
+        swaps, flushes and the drain are served within that bound (and playback far faster
+        than real time is drained in bigger batches).
         """
         from .ring import RingHistory
 
@@ -457,7 +455,6 @@ class Service:
         now_ns = 0
         newest_ns = 0
         last_vehicle_ns: int | None = None
-        arrival_offset_ns = 0
         vehicle_period_ns = int(1e9 / max(1.0, self.platform.topic_rates_hz.get("vehicle", 100.0)))
         next_reopen = 0.0
         dropped_seen: dict[str, int] = dict(self._ring_drops)
@@ -507,13 +504,12 @@ class Service:
             if (due is not None and last_vehicle_ns is not None and "vehicle" in readers
                     and not self._draining.is_set() and not self._flush.is_set()):
                 wanted = due + lateness_ns
-                expected = last_vehicle_ns + max(0, -(-(wanted - last_vehicle_ns) // vehicle_period_ns)) * vehicle_period_ns
-                # frame time -> this clock: frames arrive `arrival_offset` after their stamp
-                delay_ns = min(expected + arrival_offset_ns - time.monotonic_ns() - _WAKE_EARLY_NS, int(_WAIT_S * 1e9))
-                if delay_ns > 100_000:
-                    # a plain sleep (at most _WAIT_S; a stop is seen at the top of the loop):
-                    # an Event wait costs ~10x more CPU per wake-up
-                    time.sleep(delay_ns / 1e9)
+                # the awaited frame is the k-th after the last one read
+                k = max(0, -(-(wanted - last_vehicle_ns) // vehicle_period_ns))
+                if k > 1 and primary is readers["vehicle"]:
+                    # woken by the producer's publishes, not by a timer (on a VM a timer
+                    # wake-up can come milliseconds late): back at once if it is early
+                    primary.wait_for(k, _WAIT_S)
             if not primary.poll():
                 primary.wait(_WAIT_S)
             self.counters["pipeline_wakeups"] += 1
@@ -550,7 +546,6 @@ class Service:
                                 newest_ns = last_ns
                             if topic == "vehicle":
                                 last_vehicle_ns = last_ns
-                                arrival_offset_ns = time.monotonic_ns() - last_ns
                         self._frames[topic] = self._frames.get(topic, 0) + read
                         got += read
                     if failed:  # a ring whose read failed, raised once the others' frames are in
@@ -586,7 +581,6 @@ class Service:
                             newest_ns = max(newest_ns, topic_last_ns)
                             if topic == "vehicle":
                                 last_vehicle_ns = topic_last_ns
-                                arrival_offset_ns = time.monotonic_ns() - last_vehicle_ns
                         self._frames[topic] = self._frames.get(topic, 0) + n
                         got += n
                         if n < len(buf):

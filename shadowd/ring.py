@@ -483,6 +483,13 @@ class RingReader(_Handle):
         timeout_ns = -1 if timeout_s is None else max(0, int(timeout_s * 1e9))
         return bool(_check(lib.shadowd_ring_wait(self._handle(), timeout_ns), "wait", self.path))
 
+    def wait_for(self, frames: int, timeout_s: float) -> bool:
+        """Block until ``frames`` frames are unread (True) or ``timeout_s`` passes (False). Woken
+        by the writer's publishes, not by a timer: a reader that needs every k-th frame waits
+        for the k-th next one. The GIL is released while waiting."""
+        timeout_ns = max(0, int(timeout_s * 1e9))
+        return bool(_check(lib.shadowd_ring_wait_for(self._handle(), frames, timeout_ns), "wait", self.path))
+
     def seek(self, where: str) -> None:
         """Move the cursor to ``"latest"`` (skip everything) or ``"oldest"`` (replay history)."""
         if where not in ("latest", "oldest"):

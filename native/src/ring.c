@@ -698,7 +698,14 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int shadowd_ring_wait(struct shadowd_ring *r, int64_t timeout_ns)
+/* At least `need` (>= 1) frames unread (a head that went back, which read reports as corrupt,
+ * counts as ready) */
+static inline int unread_at_least(uint64_t head, uint64_t cursor, uint64_t need)
+{
+	return head - cursor >= need || seq_before(head, cursor);
+}
+
+static int wait_unread(struct shadowd_ring *r, uint64_t need, int64_t timeout_ns)
 {
 	if (!r)
 		return -EINVAL;
@@ -707,14 +714,14 @@ int shadowd_ring_wait(struct shadowd_ring *r, int64_t timeout_ns)
 	struct ring_header *h = r->hdr;
 	/* Spin briefly first: on a busy stream the next frame is usually a few microseconds
 	 * away, and sleeping would make the writer pay a FUTEX_WAKE system call per frame. */
-	for (int i = 0; i < SPIN_BEFORE_SLEEP && timeout_ns != 0; i++) {
+	for (int i = 0; i < SPIN_BEFORE_SLEEP && timeout_ns != 0 && need == 1; i++) {
 		if (load_acquire64(&h->head) != r->cursor)
 			return 1;
 		cpu_relax();
 	}
 	int64_t deadline = timeout_ns > 0 ? now_ns() + timeout_ns : 0;
 	for (;;) {
-		if (load_acquire64(&h->head) != r->cursor)
+		if (unread_at_least(load_acquire64(&h->head), r->cursor, need))
 			return 1;
 		if (timeout_ns == 0)
 			return 0;
@@ -727,7 +734,7 @@ int shadowd_ring_wait(struct shadowd_ring *r, int64_t timeout_ns)
 		    syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0)
 			timeout_cap = 1000000; /* cannot barrier it: re-check every millisecond */
 		uint32_t word = load_seqcst32(&h->wake_seq);
-		int ready = load_seqcst64(&h->head) != r->cursor;
+		int ready = unread_at_least(load_seqcst64(&h->head), r->cursor, need);
 		int rc = 0;
 		if (!ready) {
 			struct timespec ts, *tsp = NULL;
@@ -754,8 +761,20 @@ int shadowd_ring_wait(struct shadowd_ring *r, int64_t timeout_ns)
 		if (rc && rc != EAGAIN && rc != EINTR && rc != ETIMEDOUT)
 			return -rc;
 		if (timeout_ns > 0 && now_ns() >= deadline)
-			return load_acquire64(&h->head) != r->cursor;
+			return unread_at_least(load_acquire64(&h->head), r->cursor, need);
 	}
+}
+
+int shadowd_ring_wait(struct shadowd_ring *r, int64_t timeout_ns)
+{
+	return wait_unread(r, 1, timeout_ns);
+}
+
+int shadowd_ring_wait_for(struct shadowd_ring *r, uint64_t frames, int64_t timeout_ns)
+{
+	if (frames == 0)
+		return r ? (r->is_writer ? -EPERM : 1) : -EINVAL;
+	return wait_unread(r, frames, timeout_ns);
 }
 
 int shadowd_ring_find(struct shadowd_ring *r, int64_t t0_ns, int64_t t1_ns, void *out,

@@ -46,7 +46,6 @@ from pathlib import Path
 import numpy as np
 
 _TOPIC_HZ = {"vehicle": 100.0, "imu": 200.0, "perception": 20.0}
-_WAKE_EARLY_NS = 100_000
 """How long before a frame is expected the service stops sleeping and blocks on the ring."""
 
 
@@ -187,12 +186,11 @@ def _run_mode(mode: str, seconds: float, tmp: str, split: bool = False) -> dict:
             due = core.next_due_ns() if core is not None else None
             if due is not None and last_vehicle is not None:
                 # Nothing can be evaluated before a vehicle frame stamped >= due exists. Frames
-                # come every `period` after the last one: sleep until the first expected at or
-                # after `due`, then block on the ring for it.
-                expected = last_vehicle + -(-(due - last_vehicle) // period) * period
-                delay = expected - time.monotonic_ns() - _WAKE_EARLY_NS
-                if delay > 100_000:
-                    time.sleep(delay / 1e9)
+                # come every `period` after the last one: block on the ring until the k-th
+                # frame after the last one read is there (the service's wait).
+                k = -(-(due - last_vehicle) // period)
+                if k > 1:
+                    vehicle.wait_for(k, 0.05)
             if not vehicle.wait(0.05):
                 if not prod.is_alive():
                     break

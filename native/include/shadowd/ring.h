@@ -178,6 +178,12 @@ int shadowd_ring_poll(struct shadowd_ring *r);
  * -EINVAL, -EPERM, or an errno from futex. */
 int shadowd_ring_wait(struct shadowd_ring *r, int64_t timeout_ns);
 
+/* shadowd_ring_wait for `frames` unread frames: the thread is woken by the writer's publish of
+ * each frame (the same futex), but returns only once `frames` are ready or timeout_ns passes,
+ * so a reader that wants every k-th frame sleeps without a timer. 1 ready (frames == 0: at
+ * once), 0 timed out, -EINVAL, -EPERM, or an errno from futex. */
+int shadowd_ring_wait_for(struct shadowd_ring *r, uint64_t frames, int64_t timeout_ns);
+
 /* A service wake-up's reads in one call: each reader's next frames straight into the memory
  * of their consumer (ShadowCore's buffers), filtered as the consumer would on arrival.
  * In: ring (a reader), frames/t_ns (room frames of `stride` >= payload_max bytes, room
