@@ -207,8 +207,10 @@ def _run_mode(mode: str, seconds: float, tmp: str, split: bool = False) -> dict:
                 results = drain.run(-(2**63))  # nothing is late: the loop advances to the newest frame
                 full = False
                 for i, t in enumerate(topics):
-                    read, n, _, out_of_order, filled, _, last_ns, _ = results[8 * i:8 * i + 8]
+                    read, n, _, out_of_order, filled, _, last_ns, error = results[8 * i:8 * i + 8]
                     full = full or filled != 0
+                    if error:
+                        drain.raise_errors()  # as the service does: a failed ring read is raised
                     if read:
                         frames_read += read
                         core.commit(t, n, out_of_order)

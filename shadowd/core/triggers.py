@@ -514,6 +514,13 @@ def _value(x: Any) -> float:
 
 
 _NATIVE_TRIG_ABI = 1
+
+
+def native_available() -> bool:
+    """Whether this build has the C trigger evaluator (an engine then uses it by default)."""
+    from ..native import kernel  # lazily: core stays importable and pure without a build
+
+    return kernel("shadowd_trig_abi_version", _NATIVE_TRIG_ABI, "trigger evaluator") is not None
 _EDGES_PER_CALL = 64  # edge slots per trigger handed to one C call (a call stops early when full)
 
 

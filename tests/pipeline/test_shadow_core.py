@@ -10,9 +10,8 @@ from shadowd.core.divergence import METRIC_NAMES
 from shadowd.core import pipeline as P
 from shadowd.core.pipeline import InferenceRequest, ShadowCore
 from shadowd.core.signals import VEHICLE
-from shadowd.core.triggers import compile_triggers
+from shadowd.core.triggers import compile_triggers, native_available
 from shadowd.core.types import DivergenceBatch, PredictionBatch, TriggerFired
-from shadowd.native import kernel
 
 from ._onnx_models import contract as make_contract
 from shadowd.core.model_contract import TensorSpec, parse_contract
@@ -90,7 +89,7 @@ def _core(triggers=TRIGGERS, native_triggers=None):
                       native_triggers=native_triggers)
 
 
-NATIVE_TRIGGERS = [False] + ([True] if kernel("shadowd_trig_abi_version", 1, "trigger evaluator") else [])
+NATIVE_TRIGGERS = [False] + ([True] if native_available() else [])
 """The trigger paths to test: Python's always, the C evaluator's where it is built."""
 
 

@@ -9,14 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shadowd.core.expr import compile_expression
-from shadowd.core.triggers import DEFAULT_METRICS, NativeEvaluator, TriggerEngine, builtin_triggers, compile_triggers
-from shadowd.native import kernel
+from shadowd.core.triggers import (DEFAULT_METRICS, NativeEvaluator, TriggerEngine, builtin_triggers, compile_triggers,
+                                    native_available)
 
 from .reference import bool_expr, num_expr, row, splits, ticks
 
 CUTS = st.lists(st.integers(1, 25), max_size=12)
 
-NATIVE = [False] + ([True] if kernel("shadowd_trig_abi_version", 1, "trigger evaluator") else [])
+NATIVE = [False] + ([True] if native_available() else [])
 """Whether the engine under test runs on the C evaluator: Python's always, C's where built."""
 
 

@@ -8,13 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shadowd.core.triggers import TriggerEngine, compile_triggers
-from shadowd.native import kernel
+from shadowd.core.triggers import TriggerEngine, compile_triggers, native_available
 
 from .reference import ALL_NAMES, ticks
 from .test_batch_equivalence import trigger_defs
 
-pytestmark = pytest.mark.skipif(kernel("shadowd_trig_abi_version", 1, "trigger evaluator") is None,
+pytestmark = pytest.mark.skipif(not native_available(),
                                 reason="the native build has no trigger evaluator")
 
 
